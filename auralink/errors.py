@@ -1,0 +1,199 @@
+"""The one exception tree of the ``auralink`` SDK.
+
+Every error that AuraLink raises on purpose derives from :class:`AuralinkError`, so an
+application can catch everything of ours with one clause and let real bugs through.
+The tree keeps apart who is at fault, in the manner of h11 and httpx:
+
+```text
+AuralinkError
+├── LocalProtocolError          you (the caller) asked for something the protocol forbids
+│   └── RecordTooLarge          a record would encode to more than 1000 bytes
+├── RemoteProtocolError         bytes from a peer or a file violate the format
+│   ├── FrameTooLarge           a length prefix exceeds the frame-size limit
+│   ├── UnknownFrameType        a type tag nobody registered
+│   └── UnsupportedVersion      a version byte this build does not speak
+├── IdentityError               identities, handles and signed records
+│   ├── InvalidAuraID           a mistyped or malformed AuraID string
+│   ├── InvalidHandle           a handle outside the ``@name.aura`` rules
+│   ├── SignatureError          a forged or tampered signature, or the wrong key
+│   ├── RecordExpired           ``expires_at`` has passed
+│   ├── RecordFromFuture        ``issued_at`` lies beyond the allowed clock skew
+│   ├── StaleRecord             a higher ``seq`` is already known (replay)
+│   ├── HandleTaken             another key holds an unexpired claim to the handle
+│   └── KeystoreError           the key file cannot be used
+│       ├── KeystorePermissionError  the file is readable by others (mode not 0600)
+│       ├── KeystoreCorrupt          the file is truncated or malformed
+│       ├── WrongPassphrase          the passphrase does not open the sealed key
+│       └── KeystoreExists           refusing to overwrite an existing identity
+├── ConfigError                 a config file, environment variable or flag is invalid
+└── ConnectionError_            reserved for the transport: closed (by you) vs broken (by the network)
+    ├── ConnectionClosed
+    └── ConnectionBroken
+```
+
+Rules:
+
+* Errors carry structured attributes (``field``, ``path``, ``frame_type``...) besides the message,
+  and the message says what to do next where there is something to do.
+* Exceptions from lower layers (pynacl, ``struct``, ``json``, ``os``) are translated once, at the
+  boundary where they occur, with ``raise ... from exc``.
+* A peer that misbehaves never raises into user code: adapters catch :class:`RemoteProtocolError`
+  and end that peer's connection with an event.
+
+``auralink_node.errors`` extends this tree for the daemon; it does not start a second one.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuralinkError",
+    "ConfigError",
+    "ConnectionBroken",
+    "ConnectionClosed",
+    "ConnectionError_",
+    "FrameTooLarge",
+    "HandleTaken",
+    "IdentityError",
+    "InvalidAuraID",
+    "InvalidHandle",
+    "KeystoreCorrupt",
+    "KeystoreError",
+    "KeystoreExists",
+    "KeystorePermissionError",
+    "LocalProtocolError",
+    "RecordExpired",
+    "RecordFromFuture",
+    "RecordTooLarge",
+    "RemoteProtocolError",
+    "SignatureError",
+    "StaleRecord",
+    "UnknownFrameType",
+    "UnsupportedVersion",
+    "WrongPassphrase",
+]
+
+
+class AuralinkError(Exception):
+    """Root of every error AuraLink raises on purpose."""
+
+
+class LocalProtocolError(AuralinkError):
+    """The caller asked for something the protocol forbids (a bug on our side of the wire)."""
+
+
+class RecordTooLarge(LocalProtocolError):
+    """A record would encode to more bytes than the protocol allows."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"record encodes to {size} bytes, over the {limit}-byte limit; list fewer addresses, relays or protocols"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class RemoteProtocolError(AuralinkError):
+    """Bytes from a peer (or from a file) violate the wire format."""
+
+
+class FrameTooLarge(RemoteProtocolError):
+    """A frame's length prefix exceeds the negotiated limit; nothing was allocated for it."""
+
+    def __init__(self, length: int, limit: int) -> None:
+        super().__init__(f"frame of {length} bytes exceeds the {limit}-byte limit")
+        self.length = length
+        self.limit = limit
+
+
+class UnknownFrameType(RemoteProtocolError):
+    """A frame carries a type tag that no registered message uses."""
+
+    def __init__(self, frame_type: int, protocol: str) -> None:
+        super().__init__(f"unknown frame type {frame_type:#x} for protocol {protocol!r}")
+        self.frame_type = frame_type
+        self.protocol = protocol
+
+
+class UnsupportedVersion(RemoteProtocolError):
+    """A version byte this build does not speak."""
+
+    def __init__(self, version: int, supported: int) -> None:
+        super().__init__(f"unsupported version {version} (this build speaks version {supported})")
+        self.version = version
+        self.supported = supported
+
+
+class IdentityError(AuralinkError):
+    """Problems with identities, handles, signed records or the keystore."""
+
+
+class InvalidAuraID(IdentityError, ValueError):
+    """An AuraID string is malformed or fails its checksum (most often a typo)."""
+
+
+class InvalidHandle(IdentityError, ValueError):
+    """A handle breaks the ``@name.aura`` rules."""
+
+
+class SignatureError(IdentityError):
+    """A signature does not verify: the record was forged, tampered with or signed by another key."""
+
+
+class RecordExpired(IdentityError):
+    """The record's ``expires_at`` is not in the future."""
+
+
+class RecordFromFuture(IdentityError):
+    """The record's ``issued_at`` lies further in the future than the allowed clock skew."""
+
+
+class StaleRecord(IdentityError):
+    """A record with a higher (or equal) ``seq`` is already known: this one is old or replayed."""
+
+
+class HandleTaken(IdentityError):
+    """Another key holds an unexpired claim to this handle."""
+
+
+class KeystoreError(IdentityError):
+    """The key file cannot be read, opened or written."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class KeystorePermissionError(KeystoreError):
+    """The key file can be read by users other than its owner."""
+
+
+class KeystoreCorrupt(KeystoreError):
+    """The key file is truncated, malformed or does not match its own public key."""
+
+
+class WrongPassphrase(KeystoreError):
+    """The passphrase does not open the sealed key."""
+
+
+class KeystoreExists(KeystoreError):
+    """An identity already exists where a new one was to be written."""
+
+
+class ConfigError(AuralinkError, ValueError):
+    """A config file, environment variable or command-line flag has an invalid value."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ConnectionError_(AuralinkError):
+    """A connection to a peer ended; see the two subclasses for whose doing it was."""
+
+
+class ConnectionClosed(ConnectionError_):
+    """The connection was closed on purpose (by this side or by the peer, cleanly)."""
+
+
+class ConnectionBroken(ConnectionError_):
+    """The connection was broken by the network or by a peer that misbehaved."""

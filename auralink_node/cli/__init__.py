@@ -1,0 +1,259 @@
+"""The ``auralink-node`` command line.
+
+Theory of operation
+-------------------
+The CLI parses arguments, loads the config, calls the library, and prints. It holds no logic of
+its own that a library user could not reach. Every command takes ``--json``, which prints one
+JSON object on stdout and nothing else there.
+
+Errors are printed as one line on stderr (``error: ...``), never as a traceback, and the exit
+code says what kind: 1 for an AuraLink error (bad key, bad config, bad input), 2 for a usage
+error (unknown flag, missing argument). With ``--json``, stdout also gets
+``{"error": {"type": ..., "message": ...}}``. This is the only module that configures logging.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+try:  # typer >= 0.20 vendors click; older releases use the click package itself
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # type: ignore[assignment]
+
+from auralink.errors import AuralinkError, ConfigError, KeystoreExists
+from auralink.identity.handles import parse_handle
+from auralink.identity.keys import AuraID, Identity
+from auralink_node.config import NodeConfig, build_config, load_config, save_config
+from auralink_node.demo import run_demo
+from auralink_node.home import NodeHome, resolve_home
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="auralink-node",
+    help="Run and manage an AuraLink node: identity, mesh, relays.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+id_app = typer.Typer(help="Show or rotate this node's identity.", no_args_is_help=True)
+app.add_typer(id_app, name="id")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+PassphraseOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--passphrase-file", help="File whose first line is the passphrase that seals the key.", dir_okay=False
+    ),
+]
+
+
+class _State:
+    home: NodeHome = NodeHome(resolve_home())
+
+
+_state = _State()
+
+
+@app.callback()
+def _root(
+    home: Annotated[
+        Path | None, typer.Option("--home", help="Node home directory [default: $AURALINK_HOME or ~/.auralink].")
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "warning",
+) -> None:
+    level = logging.getLevelName(log_level.upper())
+    if not isinstance(level, int):
+        raise ConfigError(f"--log-level: {log_level!r} is not one of debug, info, warning, error", field="log_level")
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _state.home = NodeHome(resolve_home(home))
+
+
+def _emit(as_json: bool, payload: dict[str, Any], lines: list[str]) -> None:
+    if as_json:
+        typer.echo(json.dumps(payload, sort_keys=True))
+    else:
+        for line in lines:
+            typer.echo(line)
+
+
+def _read_passphrase(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"--passphrase-file: cannot read {path}: {exc.strerror}", field="passphrase_file") from exc
+    passphrase = raw.split(b"\n", 1)[0].rstrip(b"\r")
+    if not passphrase:
+        raise ConfigError(
+            f"--passphrase-file: {path} is empty; put the passphrase on its first line", field="passphrase_file"
+        )
+    return passphrase
+
+
+def _load_config() -> NodeConfig:
+    return load_config(_state.home.config_path)
+
+
+@app.command()
+def init(
+    handle: Annotated[str | None, typer.Option("--handle", help="Handle to claim, e.g. alice or @alice.aura.")] = None,
+    passphrase_file: PassphraseOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing identity (the old key is lost).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create this node's identity and config file."""
+    home = _state.home
+    keystore = home.keystore()
+    # Validate every input before touching the disk, so a refusal changes nothing.
+    values: dict[str, Any] = {}
+    if home.config_path.exists():
+        try:
+            values = _load_config().model_dump(exclude_none=True)
+        except ConfigError:
+            if not force:
+                raise
+    if handle is not None:
+        values["handle"] = handle
+    config = build_config(values, "--handle" if handle is not None else str(home.config_path))
+    passphrase = _read_passphrase(passphrase_file)
+    if keystore.exists() and not force:
+        raise KeystoreExists(
+            f"an identity already exists in {home.root}; nothing was changed (use --force to replace it)",
+            str(keystore.path),
+        )
+    identity = Identity.generate()
+    keystore.create(identity, passphrase=passphrase, force=force)
+    save_config(home.config_path, config)
+    payload = {
+        "aura_id": str(identity.aura_id),
+        "handle": config.handle,
+        "home": str(home.root),
+        "sealed": passphrase is not None,
+    }
+    _emit(
+        as_json,
+        payload,
+        [
+            f"created identity {identity.aura_id}",
+            f"handle: {config.handle or '(none; set one with --handle)'}",
+            f"home:   {home.root}" + ("  (key sealed with passphrase)" if passphrase else ""),
+        ],
+    )
+
+
+@id_app.command("show")
+def id_show(as_json: JsonOpt = False) -> None:
+    """Print this node's AuraID, handle and public key (no passphrase needed)."""
+    home = _state.home
+    keystore = home.keystore()
+    aura_id = keystore.aura_id()
+    config = _load_config()
+    payload = {
+        "aura_id": str(aura_id),
+        "handle": config.handle,
+        "public_key": aura_id.public_key.hex(),
+        "sealed": keystore.is_sealed(),
+        "rotations": len(keystore.rotations()),
+        "home": str(home.root),
+    }
+    _emit(
+        as_json,
+        payload,
+        [
+            f"aura_id:    {aura_id}",
+            f"handle:     {config.handle or '(none)'}",
+            f"public_key: {aura_id.public_key.hex()}",
+        ],
+    )
+
+
+@id_app.command("rotate")
+def id_rotate(passphrase_file: PassphraseOpt = None, as_json: JsonOpt = False) -> None:
+    """Replace the key with a new one, and record a rotation signed by both keys."""
+    keystore = _state.home.keystore()
+    old = keystore.aura_id()
+    new, rotation = keystore.rotate(now=time.time(), passphrase=_read_passphrase(passphrase_file))
+    payload = {
+        "old_aura_id": str(old),
+        "aura_id": str(new.aura_id),
+        "rotation_seq": rotation.seq,
+        "rotation": rotation.encode().hex(),
+    }
+    _emit(
+        as_json,
+        payload,
+        [
+            f"rotated {old} -> {new.aura_id}",
+            "peers that pinned the old key follow the rotation record to the new one",
+        ],
+    )
+
+
+@id_app.command("parse")
+def id_parse(
+    target: Annotated[str, typer.Argument(help="An AuraID (56 characters) or a handle (@name.aura).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Check an AuraID or handle offline and print its canonical form (catches typos)."""
+    text = target.strip()
+    if text.startswith("@") or text.endswith(".aura") or len(text) <= 40:  # AuraIDs are 56 characters
+        payload: dict[str, Any] = {"kind": "handle", "handle": parse_handle(target)}
+        lines = [f"handle: {payload['handle']}"]
+    else:
+        aura_id = AuraID.parse(target)
+        payload = {"kind": "aura_id", "aura_id": str(aura_id), "public_key": aura_id.public_key.hex()}
+        lines = [f"aura_id:    {aura_id}", f"public_key: {aura_id.public_key.hex()}"]
+    _emit(as_json, payload, lines)
+
+
+@app.command()
+def demo(as_json: JsonOpt = False) -> None:
+    """Run the built-in demo on embedded defaults: identities, signed records, verification."""
+    report = run_demo(now=time.time())
+    _emit(as_json, report.as_dict(), report.lines())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _fail(exc: BaseException, message: str, code: int, as_json: bool) -> int:
+    if as_json:
+        typer.echo(json.dumps({"error": {"type": type(exc).__name__, "message": message}}))
+    typer.echo(f"error: {message}", err=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``auralink-node`` console script; returns the exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    as_json = "--json" in args
+    try:
+        result = app(args=args, prog_name="auralink-node", standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        typer.echo(exc.format_message(), err=True)
+        return 2
+    except UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+        return _fail(exc, f"{exc.format_message()}{hint}", 2, as_json)
+    except ClickException as exc:
+        return _fail(exc, exc.format_message(), exc.exit_code, as_json)
+    except typer.Abort as exc:
+        return _fail(exc, "aborted", 130, as_json)
+    except AuralinkError as exc:
+        return _fail(exc, str(exc), 1, as_json)
+    except OSError as exc:
+        return _fail(exc, f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1, as_json)
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

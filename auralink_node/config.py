@@ -1,0 +1,103 @@
+"""The node's configuration, as a validated pydantic model stored in ``<home>/config.toml``.
+
+Theory of operation
+-------------------
+:class:`NodeConfig` is the one description of how a node runs. It is read from the TOML file
+and validated field by field; a bad value raises :class:`~auralink.errors.ConfigError` whose
+``field`` names the key and whose message says what is wrong, so the CLI can print one line
+that the user can act on. Unknown keys are errors too: a typo in a key name must not be
+silently ignored. Later layers (environment variables, then CLI flags) override the file by
+building a new model with ``model_copy(update=...)`` and validating again.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from auralink._files import atomic_write
+from auralink.errors import AuralinkError, ConfigError
+from auralink.identity.handles import parse_handle
+from auralink.wire.address import Address
+
+__all__ = ["DEFAULT_PORT", "NodeConfig", "build_config", "load_config", "save_config"]
+
+DEFAULT_PORT = 7700
+"""The UDP port a node listens on unless configured otherwise."""
+
+
+class NodeConfig(BaseModel):
+    """How one node runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    handle: str | None = None
+    """The handle this node claims (``@name.aura``), if any."""
+    listen: tuple[str, ...] = (f"0.0.0.0:{DEFAULT_PORT}",)
+    """UDP addresses to listen on, as ``HOST:PORT`` (port 0 picks a free port)."""
+    bootstrap: tuple[str, ...] = ()
+    """Known nodes to join the mesh through, as ``HOST:PORT``."""
+    mdns: bool = True
+    """Find peers on the local network with mDNS."""
+
+    @field_validator("handle")
+    @classmethod
+    def _handle(cls, value: str | None) -> str | None:
+        return None if value is None else _as_value_error(parse_handle, value)
+
+    @field_validator("listen", "bootstrap")
+    @classmethod
+    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(str(_as_value_error(Address.parse, item)) for item in value)
+
+    def listen_addresses(self) -> tuple[Address, ...]:
+        """The listen addresses, parsed."""
+        return tuple(Address.parse(item) for item in self.listen)
+
+
+def _as_value_error(parse: Any, value: str) -> Any:
+    try:
+        return parse(value)
+    except AuralinkError as exc:  # pydantic reports ValueError with the field's location
+        raise ValueError(str(exc)) from exc
+
+
+def _config_error(exc: ValidationError, source: str) -> ConfigError:
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "(root)"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key (check its spelling)"
+    return ConfigError(f"{source}: {field}: {message}", field=field)
+
+
+def build_config(values: dict[str, Any], source: str = "config") -> NodeConfig:
+    """Validate ``values`` into a :class:`NodeConfig`; raise :class:`ConfigError` naming the field."""
+    try:
+        return NodeConfig.model_validate(values)
+    except ValidationError as exc:
+        raise _config_error(exc, source) from exc
+
+
+def load_config(path: Path) -> NodeConfig:
+    """Read and validate ``path``; a missing file gives the defaults."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return NodeConfig()
+    try:
+        values = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix or delete the file") from exc
+    return build_config(values, str(path))
+
+
+def save_config(path: Path, config: NodeConfig) -> None:
+    """Write ``config`` to ``path`` atomically (mode 0600)."""
+    values = config.model_dump(mode="json", exclude_none=True)
+    header = "# AuraLink node configuration. See `auralink-node --help` and docs/.\n"
+    atomic_write(path, (header + tomli_w.dumps(values)).encode("utf-8"), mode=0o600)
