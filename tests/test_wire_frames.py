@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import auralink.wire
 from auralink.errors import (
     FrameTooLarge,
     LocalProtocolError,
@@ -484,20 +483,3 @@ def test_decode_arbitrary_payload_parses_or_raises_remote_protocol_error(frame_t
 
 
 # -- public API --------------------------------------------------------------------------------
-def test_wire_public_api() -> None:
-    assert sorted(auralink.wire.__all__) == sorted(
-        [
-            "Buffer",
-            "BufferReadError",
-            "DEFAULT_MAX_FRAME_SIZE",
-            "Frame",
-            "FrameDecoder",
-            "Message",
-            "MessageCodec",
-            "WIRE_VERSION",
-            "pull_frame",
-            "push_frame",
-        ]
-    )
-    for name in auralink.wire.__all__:
-        assert getattr(auralink.wire, name) is not None

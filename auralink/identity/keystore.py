@@ -168,7 +168,7 @@ class Keystore:
         try:
             seed = self._unseal(secret, passphrase) if "box" in secret else _b64decode(secret["seed"])
             identity = Identity.from_seed(seed)
-        except WrongPassphrase:
+        except (WrongPassphrase, KeystoreCorrupt):
             raise
         except (KeyError, ValueError, TypeError, AuralinkError) as exc:
             raise self._corrupt("the secret key is malformed") from exc

@@ -13,6 +13,6 @@ the object that uses it, and time only from arguments. See :mod:`auralink.testin
 from __future__ import annotations
 
 from auralink.testing.clock import FakeClock
-from auralink.testing.network import Address, Delivery, LinkConditions, MemoryNetwork, NetworkStats
+from auralink.testing.network import Delivery, HostPort, LinkConditions, MemoryNetwork, NetworkStats
 
-__all__ = ["Address", "Delivery", "FakeClock", "LinkConditions", "MemoryNetwork", "NetworkStats"]
+__all__ = ["HostPort", "Delivery", "FakeClock", "LinkConditions", "MemoryNetwork", "NetworkStats"]

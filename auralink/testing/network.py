@@ -69,16 +69,16 @@ from dataclasses import dataclass
 
 from auralink.errors import LocalProtocolError
 
-__all__ = ["Address", "Delivery", "LinkConditions", "MemoryNetwork", "NetworkStats"]
+__all__ = ["HostPort", "Delivery", "LinkConditions", "MemoryNetwork", "NetworkStats"]
 
-Address = tuple[str, int]
+HostPort = tuple[str, int]
 """A ``(host, port)`` pair, as for a UDP socket."""
 
 _REORDER_FLOOR = 0.001
 """Extra hold-back of a reordered datagram is ``U(0, 2 * latency + _REORDER_FLOOR)`` seconds."""
 
 
-def _check_address(addr: Address, what: str = "address") -> Address:
+def _check_address(addr: HostPort, what: str = "address") -> HostPort:
     if (
         not isinstance(addr, tuple)
         or len(addr) != 2
@@ -129,9 +129,9 @@ class LinkConditions:
 class Delivery:
     """A datagram that reached its destination."""
 
-    src: Address
+    src: HostPort
     """The address the datagram came from, as the receiver sees it."""
-    dst: Address
+    dst: HostPort
     """The attached address that received it."""
     data: bytes
     """The datagram's bytes, unchanged."""
@@ -186,13 +186,13 @@ class MemoryNetwork:
             raise LocalProtocolError(f"seed must be an int, not {seed!r}")
         self._default = LinkConditions(latency=latency, jitter=jitter, loss=loss, reorder=reorder)
         self._random = random.Random(seed)
-        self._links: dict[tuple[Address, Address], LinkConditions] = {}
-        self._attached: set[Address] = set()
-        self._inboxes: dict[Address, deque[tuple[bytes, Address]]] = {}
+        self._links: dict[tuple[HostPort, HostPort], LinkConditions] = {}
+        self._attached: set[HostPort] = set()
+        self._inboxes: dict[HostPort, deque[tuple[bytes, HostPort]]] = {}
         # Heap of (arrival time, send sequence number, src, dst, data); the sequence number is
         # unique, so ties in time resolve in send order and the tuples never compare further.
-        self._in_flight: list[tuple[float, int, Address, Address, bytes]] = []
-        self._last_in_order: dict[tuple[Address, Address], float] = {}
+        self._in_flight: list[tuple[float, int, HostPort, HostPort, bytes]] = []
+        self._last_in_order: dict[tuple[HostPort, HostPort], float] = {}
         self._sent = 0
         self._delivered = 0
         self._dropped_loss = 0
@@ -200,7 +200,7 @@ class MemoryNetwork:
         self._dropped_unreachable = 0
 
     # -- topology ---------------------------------------------------------------------
-    def attach(self, addr: Address) -> None:
+    def attach(self, addr: HostPort) -> None:
         """Bind ``addr`` so that it can send and receive; an address can be attached once."""
         _check_address(addr)
         if addr in self._attached:
@@ -208,7 +208,7 @@ class MemoryNetwork:
         self._attached.add(addr)
         self._inboxes[addr] = deque()
 
-    def detach(self, addr: Address) -> None:
+    def detach(self, addr: HostPort) -> None:
         """Unbind ``addr``; its inbox is emptied and datagrams still in flight to it will be dropped."""
         _check_address(addr)
         if addr not in self._attached:
@@ -216,14 +216,14 @@ class MemoryNetwork:
         self._attached.remove(addr)
         del self._inboxes[addr]
 
-    def is_attached(self, addr: Address) -> bool:
+    def is_attached(self, addr: HostPort) -> bool:
         """True while ``addr`` is attached."""
         return addr in self._attached
 
     def set_link(
         self,
-        a: Address,
-        b: Address,
+        a: HostPort,
+        b: HostPort,
         conditions: LinkConditions | None,
         *,
         symmetric: bool = True,
@@ -240,12 +240,12 @@ class MemoryNetwork:
             else:
                 self._links[pair] = conditions
 
-    def link_conditions(self, src: Address, dst: Address) -> LinkConditions:
+    def link_conditions(self, src: HostPort, dst: HostPort) -> LinkConditions:
         """The conditions that apply to datagrams from ``src`` to ``dst``."""
         return self._links.get((src, dst), self._default)
 
     # -- datagrams --------------------------------------------------------------------
-    def send(self, src: Address, dst: Address, data: bytes, now: float) -> None:
+    def send(self, src: HostPort, dst: HostPort, data: bytes, now: float) -> None:
         """Hand a datagram to the network at time ``now``; its fate is decided here, from the seeded RNG."""
         now = _check_time(now)
         _check_address(src, "src")
@@ -294,7 +294,7 @@ class MemoryNetwork:
             out.append(Delivery(src=src, dst=receiver, data=data, at=at))
         return out
 
-    def receive(self, addr: Address, now: float) -> list[tuple[bytes, Address]]:
+    def receive(self, addr: HostPort, now: float) -> list[tuple[bytes, HostPort]]:
         """Deliver what is due into the inboxes, then pop and return ``addr``'s inbox as ``(data, src)`` pairs."""
         _check_address(addr)
         if addr not in self._attached:
@@ -318,10 +318,10 @@ class MemoryNetwork:
         )
 
     # -- internals --------------------------------------------------------------------
-    def _translate_outbound(self, src: Address, dst: Address, now: float) -> Address | None:
+    def _translate_outbound(self, src: HostPort, dst: HostPort, now: float) -> HostPort | None:
         """NAT seam: the source address that ``dst`` will see, or ``None`` to drop (identity today)."""
         return src
 
-    def _translate_inbound(self, src: Address, dst: Address, at: float) -> Address | None:
+    def _translate_inbound(self, src: HostPort, dst: HostPort, at: float) -> HostPort | None:
         """NAT seam: the attached address that receives a datagram for ``dst``, or ``None`` (identity today)."""
         return dst

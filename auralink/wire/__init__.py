@@ -8,6 +8,7 @@ docstrings for the theory of operation.
 
 from __future__ import annotations
 
+from auralink.wire.address import Address, pull_address, push_address
 from auralink.wire.buffer import Buffer, BufferReadError
 from auralink.wire.frames import (
     DEFAULT_MAX_FRAME_SIZE,
@@ -22,6 +23,7 @@ from auralink.wire.frames import (
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
+    "Address",
     "WIRE_VERSION",
     "Buffer",
     "BufferReadError",
@@ -29,6 +31,8 @@ __all__ = [
     "FrameDecoder",
     "Message",
     "MessageCodec",
+    "pull_address",
     "pull_frame",
+    "push_address",
     "push_frame",
 ]

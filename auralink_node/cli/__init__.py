@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover
 from auralink.errors import AuralinkError, ConfigError, KeystoreExists
 from auralink.identity.handles import parse_handle
 from auralink.identity.keys import AuraID, Identity
-from auralink_node.config import NodeConfig, build_config, load_config, save_config
+from auralink_node.config import build_config, load_config, save_config
 from auralink_node.demo import run_demo
 from auralink_node.home import NodeHome, resolve_home
 
@@ -56,15 +56,9 @@ PassphraseOpt = Annotated[
 ]
 
 
-class _State:
-    home: NodeHome = NodeHome(resolve_home())
-
-
-_state = _State()
-
-
 @app.callback()
 def _root(
+    ctx: typer.Context,
     home: Annotated[
         Path | None, typer.Option("--home", help="Node home directory [default: $AURALINK_HOME or ~/.auralink].")
     ] = None,
@@ -74,7 +68,7 @@ def _root(
     if not isinstance(level, int):
         raise ConfigError(f"--log-level: {log_level!r} is not one of debug, info, warning, error", field="log_level")
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _state.home = NodeHome(resolve_home(home))
+    ctx.obj = NodeHome(resolve_home(home))
 
 
 def _emit(as_json: bool, payload: dict[str, Any], lines: list[str]) -> None:
@@ -100,25 +94,28 @@ def _read_passphrase(path: Path | None) -> bytes | None:
     return passphrase
 
 
-def _load_config() -> NodeConfig:
-    return load_config(_state.home.config_path)
+def _home(ctx: typer.Context) -> NodeHome:
+    home = ctx.find_root().obj
+    assert isinstance(home, NodeHome)
+    return home
 
 
 @app.command()
 def init(
+    ctx: typer.Context,
     handle: Annotated[str | None, typer.Option("--handle", help="Handle to claim, e.g. alice or @alice.aura.")] = None,
     passphrase_file: PassphraseOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing identity (the old key is lost).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Create this node's identity and config file."""
-    home = _state.home
+    home = _home(ctx)
     keystore = home.keystore()
     # Validate every input before touching the disk, so a refusal changes nothing.
     values: dict[str, Any] = {}
     if home.config_path.exists():
         try:
-            values = _load_config().model_dump(exclude_none=True)
+            values = load_config(home.config_path).model_dump(exclude_none=True)
         except ConfigError:
             if not force:
                 raise
@@ -152,12 +149,12 @@ def init(
 
 
 @id_app.command("show")
-def id_show(as_json: JsonOpt = False) -> None:
+def id_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Print this node's AuraID, handle and public key (no passphrase needed)."""
-    home = _state.home
+    home = _home(ctx)
     keystore = home.keystore()
     aura_id = keystore.aura_id()
-    config = _load_config()
+    config = load_config(home.config_path)
     payload = {
         "aura_id": str(aura_id),
         "handle": config.handle,
@@ -178,9 +175,9 @@ def id_show(as_json: JsonOpt = False) -> None:
 
 
 @id_app.command("rotate")
-def id_rotate(passphrase_file: PassphraseOpt = None, as_json: JsonOpt = False) -> None:
+def id_rotate(ctx: typer.Context, passphrase_file: PassphraseOpt = None, as_json: JsonOpt = False) -> None:
     """Replace the key with a new one, and record a rotation signed by both keys."""
-    keystore = _state.home.keystore()
+    keystore = _home(ctx).keystore()
     old = keystore.aura_id()
     new, rotation = keystore.rotate(now=time.time(), passphrase=_read_passphrase(passphrase_file))
     payload = {
@@ -253,7 +250,3 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         return _fail(exc, f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1, as_json)
     return result if isinstance(result, int) else 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
