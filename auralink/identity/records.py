@@ -176,8 +176,58 @@ def _unique(items: tuple[object, ...], what: str) -> None:
         raise LocalProtocolError(f"duplicate {what} in record")
 
 
+class _SignedRecord:
+    """What every record kind shares: canonical encoding and "the higher seq wins"."""
+
+    __slots__ = ()
+    seq: int
+    signature: bytes
+
+    def _to_be_signed(self) -> bytes:
+        raise NotImplementedError
+
+    def _signatures(self) -> tuple[bytes, ...]:
+        return (self.signature,)
+
+    def encode(self) -> bytes:
+        """The canonical bytes: what is signed, then the signature(s)."""
+        return _finish(self._to_be_signed(), *self._signatures())
+
+    def dht_key(self) -> bytes:
+        """The 20-byte DHT key this record is stored under."""
+        raise NotImplementedError
+
+    def supersedes(self, other: Record) -> bool:
+        """True if this record should replace ``other``: same kind and subject, higher seq."""
+        if type(self) is not type(other) or self.dht_key() != other.dht_key():
+            return False
+        if self.seq != other.seq:
+            return self.seq > other.seq
+        return self.encode() > other.encode()
+
+
+class _OwnedRecord(_SignedRecord):
+    """A record signed by the ``aura_id`` it names, valid until ``expires_at``."""
+
+    __slots__ = ()
+    aura_id: AuraID
+    issued_at: int
+    expires_at: int
+    DOMAIN: ClassVar[str]
+
+    def _subject(self) -> str:
+        raise NotImplementedError
+
+    def verify(self, now: float, *, expected: AuraID | None = None, skew: float = MAX_CLOCK_SKEW) -> None:
+        """Raise unless this record is genuine, signed by ``expected`` (if given), and valid at ``now``."""
+        if expected is not None and expected != self.aura_id:
+            raise SignatureError(f"{self._subject()} is signed by {self.aura_id.short()}, expected {expected.short()}")
+        verify_signature(self.aura_id, self.DOMAIN, self._to_be_signed(), self.signature)
+        _check_fresh(self._subject(), self.issued_at, self.expires_at, now, skew)
+
+
 @dataclass(frozen=True, slots=True)
-class NodeRecord:
+class NodeRecord(_OwnedRecord):
     """Where an AuraID can be reached, signed by that AuraID."""
 
     aura_id: AuraID
@@ -281,28 +331,17 @@ class NodeRecord:
             raise BufferReadError(f"invalid node record: {exc}") from exc
         return record
 
-    def encode(self) -> bytes:
-        """The canonical bytes: what is signed, then the signature."""
-        return _finish(self._to_be_signed(), self.signature)
-
-    def verify(self, now: float, *, expected: AuraID | None = None, skew: float = MAX_CLOCK_SKEW) -> None:
-        """Raise unless this record is genuine, for ``expected`` (if given), and valid at ``now``."""
-        if expected is not None and expected != self.aura_id:
-            raise SignatureError(f"record speaks for {self.aura_id.short()}, expected {expected.short()}")
-        verify_signature(self.aura_id, self.DOMAIN, self._to_be_signed(), self.signature)
-        _check_fresh(f"node record of {self.aura_id.short()}", self.issued_at, self.expires_at, now, skew)
+    def _subject(self) -> str:
+        return f"node record of {self.aura_id.short()}"
 
     def dht_key(self) -> bytes:
         """The DHT key this record is stored under: the hash of the public key."""
         return self.aura_id.dht_key()
 
-    def supersedes(self, other: Record) -> bool:
-        """True if this record should replace ``other`` (same node, higher seq)."""
-        return _supersedes(self, other)
 
 
 @dataclass(frozen=True, slots=True)
-class HandleClaim:
+class HandleClaim(_OwnedRecord):
     """A claim, signed by ``aura_id``, to the handle ``@name.aura``."""
 
     handle: str
@@ -354,28 +393,17 @@ class HandleClaim:
             raise BufferReadError("handle in claim is not in canonical form")
         return cls(handle, aura_id, seq, issued_at, expires_at, buf.pull_bytes(SIGNATURE_SIZE))
 
-    def encode(self) -> bytes:
-        """The canonical bytes: what is signed, then the signature."""
-        return _finish(self._to_be_signed(), self.signature)
-
-    def verify(self, now: float, *, expected: AuraID | None = None, skew: float = MAX_CLOCK_SKEW) -> None:
-        """Raise unless this claim is genuine, by ``expected`` (if given), and valid at ``now``."""
-        if expected is not None and expected != self.aura_id:
-            raise SignatureError(f"claim to {self.handle} is by {self.aura_id.short()}, expected {expected.short()}")
-        verify_signature(self.aura_id, self.DOMAIN, self._to_be_signed(), self.signature)
-        _check_fresh(f"claim to {self.handle}", self.issued_at, self.expires_at, now, skew)
+    def _subject(self) -> str:
+        return f"claim to {self.handle}"
 
     def dht_key(self) -> bytes:
         """The DHT key this claim is stored under: the hash of the canonical handle."""
         return handle_dht_key(self.handle)
 
-    def supersedes(self, other: Record) -> bool:
-        """True if this claim should replace ``other`` (same handle, higher seq)."""
-        return _supersedes(self, other)
 
 
 @dataclass(frozen=True, slots=True)
-class KeyRotation:
+class KeyRotation(_SignedRecord):
     """The old key hands its identity over to the new key; signed by both."""
 
     old: AuraID
@@ -420,9 +448,8 @@ class KeyRotation:
         seq, issued_at, _ = _pull_times(buf, with_expiry=False)
         return cls(old, new, seq, issued_at, buf.pull_bytes(SIGNATURE_SIZE), buf.pull_bytes(SIGNATURE_SIZE))
 
-    def encode(self) -> bytes:
-        """The canonical bytes: what is signed, then both signatures."""
-        return _finish(self._to_be_signed(), self.signature, self.new_signature)
+    def _signatures(self) -> tuple[bytes, ...]:
+        return (self.signature, self.new_signature)
 
     def verify(self, now: float, *, skew: float = MAX_CLOCK_SKEW) -> None:
         """Raise unless both keys signed this rotation and it is not dated in the future."""
@@ -435,9 +462,6 @@ class KeyRotation:
         """The DHT key this rotation is stored under: derived from the old key."""
         return _dht_key(b"auralink-dht-rot", self.old.public_key)
 
-    def supersedes(self, other: Record) -> bool:
-        """True if this rotation should replace ``other`` (same old key, higher seq)."""
-        return _supersedes(self, other)
 
 
 Record = NodeRecord | HandleClaim | KeyRotation
@@ -448,14 +472,6 @@ _KINDS: dict[int, type[NodeRecord] | type[HandleClaim] | type[KeyRotation]] = {
     RecordKind.HANDLE: HandleClaim,
     RecordKind.ROTATION: KeyRotation,
 }
-
-
-def _supersedes(new: Record, old: Record) -> bool:
-    if type(new) is not type(old) or new.dht_key() != old.dht_key():
-        return False
-    if new.seq != old.seq:
-        return new.seq > old.seq
-    return new.encode() > old.encode()
 
 
 def push_record(buf: Buffer, record: Record) -> None:
