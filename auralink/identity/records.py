@@ -339,7 +339,6 @@ class NodeRecord(_OwnedRecord):
         return self.aura_id.dht_key()
 
 
-
 @dataclass(frozen=True, slots=True)
 class HandleClaim(_OwnedRecord):
     """A claim, signed by ``aura_id``, to the handle ``@name.aura``."""
@@ -401,7 +400,6 @@ class HandleClaim(_OwnedRecord):
         return handle_dht_key(self.handle)
 
 
-
 @dataclass(frozen=True, slots=True)
 class KeyRotation(_SignedRecord):
     """The old key hands its identity over to the new key; signed by both."""
@@ -461,7 +459,6 @@ class KeyRotation(_SignedRecord):
     def dht_key(self) -> bytes:
         """The DHT key this rotation is stored under: derived from the old key."""
         return _dht_key(b"auralink-dht-rot", self.old.public_key)
-
 
 
 Record = NodeRecord | HandleClaim | KeyRotation
