@@ -18,6 +18,7 @@ AuralinkError
 │   ├── SignatureError          a forged or tampered signature, or the wrong key
 │   ├── RecordExpired           ``expires_at`` has passed
 │   ├── RecordFromFuture        ``issued_at`` lies beyond the allowed clock skew
+│   ├── RecordLifetimeTooLong   valid for longer than the protocol allows (squatting)
 │   ├── StaleRecord             a higher ``seq`` is already known (replay)
 │   ├── HandleTaken             another key holds an unexpired claim to the handle
 │   └── KeystoreError           the key file cannot be used
@@ -26,9 +27,13 @@ AuralinkError
 │       ├── WrongPassphrase          the passphrase does not open the sealed key
 │       └── KeystoreExists           refusing to overwrite an existing identity
 ├── ConfigError                 a config file, environment variable or flag is invalid
-└── ConnectionError_            reserved for the transport: closed (by you) vs broken (by the network)
-    ├── ConnectionClosed
-    └── ConnectionBroken
+└── ConnectionError_            a connection or stream to a peer ended or could not start
+    ├── ConnectionClosed        closed on purpose, by this side or cleanly by the peer
+    └── ConnectionBroken        broken by the network or by a peer that misbehaved
+        ├── DialFailed          no address of the peer answered with a working handshake
+        ├── PeerIdentityMismatch  the peer proved a different key than the AuraID dialled
+        └── StreamReset         the peer reset a stream (``error_code`` says why)
+            └── ProtocolNotSupported  the peer does not serve the stream protocol asked for
 ```
 
 Rules:
@@ -51,6 +56,7 @@ __all__ = [
     "ConnectionBroken",
     "ConnectionClosed",
     "ConnectionError_",
+    "DialFailed",
     "FrameTooLarge",
     "HandleTaken",
     "IdentityError",
@@ -61,12 +67,16 @@ __all__ = [
     "KeystoreExists",
     "KeystorePermissionError",
     "LocalProtocolError",
+    "PeerIdentityMismatch",
+    "ProtocolNotSupported",
     "RecordExpired",
     "RecordFromFuture",
+    "RecordLifetimeTooLong",
     "RecordTooLarge",
     "RemoteProtocolError",
     "SignatureError",
     "StaleRecord",
+    "StreamReset",
     "UnknownFrameType",
     "UnsupportedVersion",
     "WrongPassphrase",
@@ -147,6 +157,10 @@ class RecordFromFuture(IdentityError):
     """The record's ``issued_at`` lies further in the future than the allowed clock skew."""
 
 
+class RecordLifetimeTooLong(IdentityError):
+    """The record is valid for longer than the protocol allows; it must be renewed instead."""
+
+
 class StaleRecord(IdentityError):
     """A record with a higher (or equal) ``seq`` is already known: this one is old or replayed."""
 
@@ -197,3 +211,40 @@ class ConnectionClosed(ConnectionError_):
 
 class ConnectionBroken(ConnectionError_):
     """The connection was broken by the network or by a peer that misbehaved."""
+
+
+class DialFailed(ConnectionBroken):
+    """No address of the peer answered with a working, authenticated handshake."""
+
+    def __init__(self, message: str, reasons: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.reasons = reasons
+
+
+class PeerIdentityMismatch(ConnectionBroken):
+    """The peer proved possession of a different key than the AuraID that was dialled."""
+
+    def __init__(self, expected: str, actual: str | None) -> None:
+        shown = actual if actual is not None else "no key at all"
+        super().__init__(
+            f"peer identity mismatch: dialled {expected[:10]}..., but the peer proved {shown[:10]}...; "
+            "the address belongs to another node, or someone is intercepting"
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class StreamReset(ConnectionBroken):
+    """The peer reset (abandoned) a stream."""
+
+    def __init__(self, message: str, error_code: int) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
+class ProtocolNotSupported(StreamReset):
+    """The peer does not serve the stream protocol that was asked for."""
+
+    def __init__(self, protocol: str, error_code: int) -> None:
+        super().__init__(f"peer does not serve protocol {protocol!r}", error_code)
+        self.protocol = protocol

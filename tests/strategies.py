@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from auralink.identity import HandleClaim, Identity, KeyRotation, NodeRecord, RelayAddress
+from auralink.identity.records import MAX_LIFETIME
 from auralink.wire.address import Address
 
 # A handful of fixed keys: generating keys inside strategies would make shrinking useless.
@@ -23,7 +24,7 @@ protocols = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7
 def times(draw: st.DrawFn) -> tuple[int, int, int]:
     seq = draw(u64)
     issued = draw(st.integers(min_value=0, max_value=(1 << 63)))
-    expires = draw(st.integers(min_value=issued + 1, max_value=(1 << 64) - 1))
+    expires = draw(st.integers(min_value=issued + 1, max_value=issued + MAX_LIFETIME))
     return seq, issued, expires
 
 

@@ -15,6 +15,7 @@ from auralink.errors import (
     LocalProtocolError,
     RecordExpired,
     RecordFromFuture,
+    RecordLifetimeTooLong,
     RecordTooLarge,
     RemoteProtocolError,
     SignatureError,
@@ -35,7 +36,7 @@ from auralink.identity import (
     push_record,
     verify_signature,
 )
-from auralink.identity.records import MAX_CLOCK_SKEW
+from auralink.identity.records import MAX_CLOCK_SKEW, MAX_LIFETIME
 from auralink.wire.address import Address
 from auralink.wire.buffer import Buffer
 from tests.strategies import IDENTITIES, handle_claims, key_rotations, node_records, records
@@ -367,3 +368,19 @@ def test_rotation_cycles_are_rejected() -> None:
     cycle = [KeyRotation.create(ALICE, BOB, seq=1, issued_at=T0), KeyRotation.create(BOB, ALICE, seq=1, issued_at=T0)]
     with pytest.raises(SignatureError, match="cycle"):
         follow_rotations(ALICE.aura_id, cycle, T0)
+
+
+def test_records_valid_for_too_long_are_refused() -> None:
+    with pytest.raises(LocalProtocolError, match="at most"):
+        node_record(expires_at=T0 + MAX_LIFETIME + 1)
+    squatter = dataclasses.replace(node_record(), expires_at=T0 + MAX_LIFETIME + 1)
+    object.__setattr__(squatter, "signature", ALICE.sign(NodeRecord.DOMAIN, squatter._to_be_signed()))
+    with pytest.raises(RecordLifetimeTooLong):
+        squatter.verify(T0)
+
+
+def test_decoded_record_verifies_over_the_bytes_it_arrived_as() -> None:
+    record = node_record()
+    decoded = decode_record(record.encode())
+    assert decoded._signed == record._to_be_signed()
+    assert dataclasses.replace(decoded, seq=2)._signed == b""  # a changed record never reuses them

@@ -149,3 +149,12 @@ def test_failed_write_leaves_the_old_key_intact(path: Path, monkeypatch: pytest.
     with pytest.raises(OSError, match="No space"):
         store.create(Identity.generate(), force=True)
     assert snapshot(path.parent) == before
+
+
+def test_rotation_never_seals_a_plain_key_implicitly(path: Path) -> None:
+    store = Keystore(path, kdf=FAST)
+    store.create(ALICE)
+    before = snapshot(path.parent)
+    with pytest.raises(KeystoreError, match="not sealed"):
+        store.rotate(now=1_700_000_000, passphrase=b"pw")
+    assert snapshot(path.parent) == before

@@ -483,3 +483,14 @@ def test_decode_arbitrary_payload_parses_or_raises_remote_protocol_error(frame_t
 
 
 # -- public API --------------------------------------------------------------------------------
+
+
+def test_take_buffered_hands_over_what_follows_a_header_frame() -> None:
+    buf = Buffer()
+    push_frame(buf, Frame(1, b"proto"))
+    decoder = FrameDecoder()
+    decoder.feed(buf.data() + b"raw tail")
+    assert decoder.next_frame() == Frame(1, b"proto")
+    assert decoder.take_buffered() == b"raw tail"
+    assert decoder.buffered == 0
+    assert decoder.next_frame() is None

@@ -68,9 +68,9 @@ class RecordBook:
                 and current.aura_id != record.aura_id
                 and self.current_key(current.aura_id, now) != record.aura_id
             ):
+                until = datetime.fromtimestamp(current.expires_at, UTC)  # bounded: verified, so lifetime-capped
                 raise HandleTaken(
-                    f"{record.handle} is held by {current.aura_id.short()} until "
-                    f"{datetime.fromtimestamp(current.expires_at, UTC):%Y-%m-%d %H:%M:%S} UTC; "
+                    f"{record.handle} is held by {current.aura_id.short()} until {until:%Y-%m-%d %H:%M:%S} UTC; "
                     f"{record.aura_id.short()} cannot claim it"
                 )
             if not record.supersedes(current):

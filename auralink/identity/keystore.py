@@ -204,6 +204,13 @@ class Keystore:
     def rotate(self, *, now: float, passphrase: bytes | None = None) -> tuple[Identity, KeyRotation]:
         """Replace the key by a new one and record a :class:`KeyRotation` signed by both."""
         document = self._read()
+        secret = document.get("secret")
+        if passphrase is not None and not (isinstance(secret, dict) and "box" in secret):
+            raise KeystoreError(
+                f"{self.path} is not sealed with a passphrase; rotate without one (sealing an existing key "
+                "is not done implicitly)",
+                str(self.path),
+            )
         old = self.load(passphrase)
         rotations = self._rotations(document)
         new = Identity.generate()

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import ClassVar
 
@@ -48,6 +48,7 @@ from auralink.errors import (
     LocalProtocolError,
     RecordExpired,
     RecordFromFuture,
+    RecordLifetimeTooLong,
     RecordTooLarge,
     SignatureError,
 )
@@ -59,6 +60,7 @@ from auralink.wire.buffer import Buffer, BufferReadError
 __all__ = [
     "MAX_ADDRESSES",
     "MAX_CLOCK_SKEW",
+    "MAX_LIFETIME",
     "MAX_PROTOCOLS",
     "MAX_RELAYS",
     "MAX_ROTATION_CHAIN",
@@ -93,6 +95,8 @@ MAX_PROTOCOL_NAME = 64
 """Longest protocol name, in bytes."""
 MAX_ROTATION_CHAIN = 32
 """Longest chain of key rotations a verifier follows."""
+MAX_LIFETIME = 30 * 24 * 3600
+"""Longest a node record or handle claim may be valid (30 days): holders renew, squatters lapse."""
 
 _U64_MAX = (1 << 64) - 1
 
@@ -133,9 +137,13 @@ def _check_times(seq: int, issued_at: int, expires_at: int | None) -> None:
             raise LocalProtocolError(f"{name} must be an integer from 0 to 2**64-1, got {value!r}")
     if expires_at is not None and expires_at <= issued_at:
         raise LocalProtocolError("expires_at must be later than issued_at")
+    if expires_at is not None and expires_at - issued_at > MAX_LIFETIME:
+        raise LocalProtocolError(f"a record may be valid for at most {MAX_LIFETIME} s; renew it before it expires")
 
 
 def _check_fresh(subject: str, issued_at: int, expires_at: int | None, now: float, skew: float) -> None:
+    if expires_at is not None and expires_at - issued_at > MAX_LIFETIME:
+        raise RecordLifetimeTooLong(f"{subject} is valid for {expires_at - issued_at} s, over the {MAX_LIFETIME} s limit")
     if issued_at > now + skew:
         raise RecordFromFuture(
             f"{subject} was issued {issued_at - now:.0f} s in the future (allowed skew {skew:.0f} s); "
@@ -182,16 +190,22 @@ class _SignedRecord:
     __slots__ = ()
     seq: int
     signature: bytes
+    _signed: bytes
 
     def _to_be_signed(self) -> bytes:
         raise NotImplementedError
+
+    def _signed_bytes(self) -> bytes:
+        # A decoded record keeps the exact bytes it arrived as (strict decoding makes them equal
+        # to a re-encoding); anything else encodes afresh. ``dataclasses.replace`` resets it.
+        return self._signed or self._to_be_signed()
 
     def _signatures(self) -> tuple[bytes, ...]:
         return (self.signature,)
 
     def encode(self) -> bytes:
         """The canonical bytes: what is signed, then the signature(s)."""
-        return _finish(self._to_be_signed(), *self._signatures())
+        return _finish(self._signed_bytes(), *self._signatures())
 
     def dht_key(self) -> bytes:
         """The 20-byte DHT key this record is stored under."""
@@ -222,7 +236,7 @@ class _OwnedRecord(_SignedRecord):
         """Raise unless this record is genuine, signed by ``expected`` (if given), and valid at ``now``."""
         if expected is not None and expected != self.aura_id:
             raise SignatureError(f"{self._subject()} is signed by {self.aura_id.short()}, expected {expected.short()}")
-        verify_signature(self.aura_id, self.DOMAIN, self._to_be_signed(), self.signature)
+        verify_signature(self.aura_id, self.DOMAIN, self._signed_bytes(), self.signature)
         _check_fresh(self._subject(), self.issued_at, self.expires_at, now, skew)
 
 
@@ -246,6 +260,8 @@ class NodeRecord(_OwnedRecord):
     """ALPN names of the application protocols the node serves."""
     signature: bytes
     """Ed25519 signature over ``kind | version | body``."""
+    _signed: bytes = field(default=b"", init=False, repr=False, compare=False)
+    """The exact signed bytes a decoded record arrived as (empty for a record built here)."""
 
     KIND: ClassVar[RecordKind] = RecordKind.NODE
     DOMAIN: ClassVar[str] = "record/node"
@@ -355,6 +371,8 @@ class HandleClaim(_OwnedRecord):
     """Unix seconds after which the claim lapses and the handle is free."""
     signature: bytes
     """Ed25519 signature over ``kind | version | body``."""
+    _signed: bytes = field(default=b"", init=False, repr=False, compare=False)
+    """The exact signed bytes a decoded record arrived as (empty for a record built here)."""
 
     KIND: ClassVar[RecordKind] = RecordKind.HANDLE
     DOMAIN: ClassVar[str] = "record/handle"
@@ -416,6 +434,8 @@ class KeyRotation(_SignedRecord):
     """Signature of the old key over ``kind | version | body``."""
     new_signature: bytes
     """Signature of the new key over the same bytes, in its own domain."""
+    _signed: bytes = field(default=b"", init=False, repr=False, compare=False)
+    """The exact signed bytes a decoded record arrived as (empty for a record built here)."""
 
     KIND: ClassVar[RecordKind] = RecordKind.ROTATION
     DOMAIN: ClassVar[str] = "record/rotation/old"
@@ -451,7 +471,7 @@ class KeyRotation(_SignedRecord):
 
     def verify(self, now: float, *, skew: float = MAX_CLOCK_SKEW) -> None:
         """Raise unless both keys signed this rotation and it is not dated in the future."""
-        tbs = self._to_be_signed()
+        tbs = self._signed_bytes()
         verify_signature(self.old, self.DOMAIN, tbs, self.signature)
         verify_signature(self.new, self.NEW_DOMAIN, tbs, self.new_signature)
         _check_fresh(f"rotation of {self.old.short()}", self.issued_at, None, now, skew)
@@ -490,6 +510,8 @@ def pull_record(buf: Buffer) -> Record:
         record = cls._pull_body(buf)
     except IdentityError as exc:  # e.g. an AuraID built from bad bytes
         raise BufferReadError(f"malformed record: {exc}") from exc
+    signed_end = buf.position - SIGNATURE_SIZE * len(record._signatures())
+    object.__setattr__(record, "_signed", buf.data_slice(start, signed_end))
     if buf.position - start > RECORD_MAX_SIZE:
         raise BufferReadError(f"record of {buf.position - start} bytes exceeds {RECORD_MAX_SIZE}")
     return record

@@ -194,6 +194,21 @@ class FrameDecoder:
         """Record that the stream ended; a partial frame left over becomes an error."""
         self._eof = True
 
+    def take_buffered(self) -> bytes:
+        """Hand over the bytes not yet returned in a frame, and forget them.
+
+        For protocols that switch from frames to raw bytes after a header (like h11's
+        ``trailing_data`` after an upgrade): the stream header is a frame, and what follows is
+        the application's.
+        """
+        if self._error is not None:
+            raise self._error.with_traceback(None)
+        rest = bytes(self._buf[self._offset :])
+        self._buf = bytearray()
+        self._offset = 0
+        self._header = None
+        return rest
+
     def next_frame(self) -> Frame | None:
         """Return the next complete frame, or ``None`` when more data is needed."""
         if self._error is not None:

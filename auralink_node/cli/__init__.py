@@ -43,6 +43,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 id_app = typer.Typer(help="Show or rotate this node's identity.", no_args_is_help=True)
 app.add_typer(id_app, name="id")
@@ -66,7 +67,7 @@ def _root(
 ) -> None:
     level = logging.getLevelName(log_level.upper())
     if not isinstance(level, int):
-        raise ConfigError(f"--log-level: {log_level!r} is not one of debug, info, warning, error", field="log_level")
+        raise typer.BadParameter(f"{log_level!r} is not one of debug, info, warning, error", param_hint="--log-level")
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = NodeHome(resolve_home(home))
 
@@ -120,8 +121,8 @@ def init(
             if not force:
                 raise
     if handle is not None:
-        values["handle"] = handle
-    config = build_config(values, "--handle" if handle is not None else str(home.config_path))
+        values["handle"] = parse_handle(handle)
+    config = build_config(values, str(home.config_path))
     passphrase = _read_passphrase(passphrase_file)
     if keystore.exists() and not force:
         raise KeystoreExists(
