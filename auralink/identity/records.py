@@ -143,7 +143,9 @@ def _check_times(seq: int, issued_at: int, expires_at: int | None) -> None:
 
 def _check_fresh(subject: str, issued_at: int, expires_at: int | None, now: float, skew: float) -> None:
     if expires_at is not None and expires_at - issued_at > MAX_LIFETIME:
-        raise RecordLifetimeTooLong(f"{subject} is valid for {expires_at - issued_at} s, over the {MAX_LIFETIME} s limit")
+        raise RecordLifetimeTooLong(
+            f"{subject} is valid for {expires_at - issued_at} s, over the {MAX_LIFETIME} s limit"
+        )
     if issued_at > now + skew:
         raise RecordFromFuture(
             f"{subject} was issued {issued_at - now:.0f} s in the future (allowed skew {skew:.0f} s); "
