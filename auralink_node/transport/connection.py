@@ -1,0 +1,394 @@
+"""One authenticated QUIC connection to a peer: the asyncio pump around aioquic.
+
+Theory of operation
+-------------------
+:class:`PeerConnection` is an adapter in the shape of aioquic's ``asyncio/protocol.py``: it owns
+a sans-I/O :class:`~auralink_node.transport.quic.NodeQuicConnection` and pumps it. Every input
+(a datagram from the endpoint's socket, a timer firing, the application writing) ends in
+:meth:`_process`, which drains aioquic's events, sends whatever datagrams are due through the
+endpoint, and re-arms exactly one ``loop.call_at`` timer. That timer is the earliest of
+aioquic's own timer, the keepalive deadline and, until the peer is authenticated, the
+handshake deadline. Nothing polls.
+
+Authentication happens on ``HandshakeCompleted``: the key in the peer's certificate must be
+the AuraID we dialled (client side); a server records the key the client proved, and refuses
+a client that sent no certificate. A mismatch closes the connection with
+:data:`ErrorCode.IDENTITY_MISMATCH` and fails :meth:`wait_ready` with
+:class:`~auralink.errors.PeerIdentityMismatch`. Incoming streams are dispatched only after
+authentication, so a handler always knows who is calling (``stream.peer``).
+
+The connection ends in exactly one of two ways: closed (we or the peer closed it with
+``NO_ERROR`` or ``SHUTDOWN``, or it idled out) or broken (any other error code, a handshake
+that failed or timed out). Streams and waiters see :class:`~auralink.errors.ConnectionClosed`
+or :class:`~auralink.errors.ConnectionBroken` accordingly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Protocol
+
+from aioquic.quic import events
+
+from auralink.errors import (
+    ConnectionBroken,
+    ConnectionClosed,
+    ConnectionError_,
+    DialFailed,
+    LocalProtocolError,
+    PeerIdentityMismatch,
+    RemoteProtocolError,
+)
+from auralink.identity import AuraID
+from auralink.wire import Address
+from auralink_node.transport.quic import NodeQuicConnection
+from auralink_node.transport.streams import ErrorCode, MeshStream, StreamHeaderDecoder, encode_stream_header
+from auralink_node.transport.tls import peer_aura_id
+
+if TYPE_CHECKING:
+    from auralink_node.transport.endpoint import Endpoint
+
+__all__ = ["DatagramSender", "PeerConnection"]
+
+logger = logging.getLogger(__name__)
+
+_CLEAN_CODES = {ErrorCode.NO_ERROR, ErrorCode.SHUTDOWN}
+
+
+class DatagramSender(Protocol):
+    """Where a connection's datagrams go: a UDP socket today, a relay path later."""
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        """Send one datagram to ``addr``."""
+
+
+class PeerConnection:
+    """An authenticated connection to one peer, carrying any number of :class:`MeshStream`."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        quic: NodeQuicConnection,
+        sender: DatagramSender,
+        remote: Address,
+        *,
+        expected: AuraID | None,
+        now: float,
+    ) -> None:
+        self._endpoint = endpoint
+        self._quic = quic
+        self._sender = sender
+        self._loop = asyncio.get_running_loop()
+        self.remote = remote
+        """The address the peer's packets come from (and ours go to)."""
+        self._remote_tuple = remote.as_tuple()
+        self.expected = expected
+        """The AuraID that was dialled (None for an accepted connection)."""
+        self.peer: AuraID | None = None
+        """The AuraID the peer proved in the handshake; None until then."""
+        self.is_client = quic.configuration.is_client
+        self.session_resumed = False
+        self.early_data_accepted = False
+        self.resumed_peer: AuraID | None = None
+        self.created_at = now
+        self._handshake_deadline = now + endpoint.config.handshake_timeout
+        self._last_received = now
+        self._ready: asyncio.Future[None] = self._loop.create_future()
+        self._closed: asyncio.Future[None] = self._loop.create_future()
+        self._error: ConnectionError_ | None = None
+        self._streams: dict[int, MeshStream] = {}
+        self._incoming: dict[int, StreamHeaderDecoder] = {}
+        self._held: list[events.StreamDataReceived] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._transmit_scheduled = False
+        self._ping_uid = 0
+        self.datagrams_sent = 0
+        """How many datagrams this connection has sent (an accepted connection that never answers is junk)."""
+
+    def __repr__(self) -> str:
+        who = self.peer or self.expected
+        return f"PeerConnection({who.short() if who else '?'} @ {self.remote})"
+
+    # -- status ----------------------------------------------------------------------------
+    @property
+    def is_ready(self) -> bool:
+        """True once the handshake completed and the peer is authenticated."""
+        return self._ready.done() and self._ready.exception() is None
+
+    @property
+    def is_closed(self) -> bool:
+        """True once the connection has ended, cleanly or not."""
+        return self._closed.done()
+
+    @property
+    def rtt(self) -> float | None:
+        """aioquic's smoothed round-trip time in seconds, once measured."""
+        recovery = self._quic._loss
+        return float(recovery._rtt_smoothed) if recovery._rtt_initialized else None
+
+    @property
+    def alpn(self) -> str | None:
+        """The application protocol negotiated in the handshake."""
+        return self._quic.tls.alpn_negotiated if self._quic.tls is not None else None
+
+    async def wait_ready(self) -> None:
+        """Wait for the authenticated handshake; raises why it failed."""
+        await asyncio.shield(self._ready)
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection has ended."""
+        await asyncio.shield(self._closed)
+
+    # -- input -----------------------------------------------------------------------------
+    def datagram_received(self, data: bytes, addr: Address, now: float) -> None:
+        """Feed one datagram from the socket."""
+        self._last_received = now
+        self._quic.receive_datagram(data, addr.as_tuple(), now)
+        self._process()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        now = self._loop.time()
+        if not self.is_ready and now >= self._handshake_deadline and not self._closed.done():
+            self._abort(ErrorCode.HANDSHAKE_TIMEOUT, "handshake timed out")
+        elif self.is_ready and now >= self._keepalive_at():
+            self._ping_uid += 1
+            self._quic.send_ping(self._ping_uid)
+        quic_timer = self._quic.get_timer()
+        if quic_timer is not None and quic_timer <= now:
+            self._quic.handle_timer(now)
+        self._process()
+
+    def _keepalive_at(self) -> float:
+        return self._last_received + self._endpoint.config.keepalive_interval
+
+    # -- the pump --------------------------------------------------------------------------
+    def _process(self) -> None:
+        event = self._quic.next_event()
+        while event is not None:
+            self._handle_event(event)
+            event = self._quic.next_event()
+        self._transmit()
+
+    def _transmit(self) -> None:
+        self._transmit_scheduled = False
+        now = self._loop.time()
+        remote, remote_tuple = self.remote, self._remote_tuple
+        for data, addr in self._quic.datagrams_to_send(now):
+            self.datagrams_sent += 1
+            self._sender.sendto(data, remote if addr == remote_tuple else Address(addr[0], addr[1]))
+        for stream in self._streams.values():
+            if stream._blocked:
+                stream._wake_writer()
+        self._arm_timer()
+
+    def schedule_transmit(self) -> None:
+        """Send soon: batches the writes of one event-loop turn into as few packets as possible."""
+        if not self._transmit_scheduled and not self._closed.done():
+            self._transmit_scheduled = True
+            self._loop.call_soon(self._process)
+
+    def _arm_timer(self) -> None:
+        if self._closed.done():
+            return
+        deadlines = [t for t in (self._quic.get_timer(),) if t is not None]
+        if not self.is_ready:
+            deadlines.append(self._handshake_deadline)
+        else:
+            deadlines.append(self._keepalive_at())
+        at = min(deadlines)
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= at:
+            return  # an earlier timer is armed: it fires, finds nothing due yet, and re-arms
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._on_timer)
+
+    def _handle_event(self, event: events.QuicEvent) -> None:
+        if isinstance(event, events.StreamDataReceived):
+            if self.peer is None:
+                self._held.append(event)
+            else:
+                self._stream_data(event)
+        elif isinstance(event, events.HandshakeCompleted):
+            self._handshake_completed(event)
+        elif isinstance(event, events.StreamReset):
+            self._stream_reset(event.stream_id, event.error_code)
+        elif isinstance(event, events.ConnectionIdIssued):
+            self._endpoint.register_cid(event.connection_id, self)
+        elif isinstance(event, events.ConnectionIdRetired):
+            self._endpoint.unregister_cid(event.connection_id)
+        elif isinstance(event, events.ConnectionTerminated):
+            self._terminated(event)
+
+    def _handshake_completed(self, event: events.HandshakeCompleted) -> None:
+        self.session_resumed = event.session_resumed
+        self.early_data_accepted = event.early_data_accepted
+        proven = peer_aura_id(self._quic) or (self.resumed_peer if event.session_resumed else None)
+        if self.is_client:
+            if proven is None and event.session_resumed:
+                proven = self.expected  # the ticket came from a connection that proved this key
+            if proven != self.expected:
+                assert self.expected is not None
+                self._error = PeerIdentityMismatch(str(self.expected), str(proven) if proven else None)
+                self._abort(ErrorCode.IDENTITY_MISMATCH, "identity mismatch")
+                return
+        elif proven is None:
+            self._abort(ErrorCode.NO_CLIENT_CERTIFICATE, "client certificate required")
+            return
+        self.peer = proven
+        if not self._ready.done():
+            self._ready.set_result(None)
+        self._endpoint.connection_ready(self)
+        held, self._held = self._held, []
+        for data_event in held:
+            self._stream_data(data_event)
+
+    def _stream_data(self, event: events.StreamDataReceived) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is not None:
+            stream._feed(event.data, event.end_stream)
+            return
+        if self._is_local_stream(event.stream_id):
+            return  # data for a stream we already reset and forgot
+        decoder = self._incoming.setdefault(event.stream_id, StreamHeaderDecoder())
+        try:
+            header = decoder.feed(event.data)
+        except RemoteProtocolError as exc:
+            logger.debug("bad stream header from %s: %s", self, exc)
+            self._incoming.pop(event.stream_id, None)
+            self._reset_incoming(event.stream_id, ErrorCode.PROTOCOL_VIOLATION)
+            return
+        if header is None:
+            if event.end_stream:
+                self._incoming.pop(event.stream_id, None)
+            return
+        del self._incoming[event.stream_id]
+        protocol, rest = header
+        handler = self._endpoint.router.handler(protocol)
+        if handler is None:
+            self._reset_incoming(event.stream_id, ErrorCode.PROTOCOL_UNSUPPORTED)
+            self._endpoint.stream_refused(self, protocol)
+            return
+        stream = self._new_stream(event.stream_id, protocol)
+        stream._feed(rest, event.end_stream)
+        self._endpoint.dispatch_stream(stream, handler)
+
+    def _is_local_stream(self, stream_id: int) -> bool:
+        return (stream_id & 1) == (0 if self.is_client else 1)
+
+    def _reset_incoming(self, stream_id: int, code: int) -> None:
+        self._quic.reset_stream(stream_id, code)
+        self._quic.stop_stream(stream_id, code)
+        self._quic.forget_stream(stream_id)
+
+    def _stream_reset(self, stream_id: int, error_code: int) -> None:
+        self._incoming.pop(stream_id, None)
+        stream = self._streams.pop(stream_id, None)
+        self._quic.forget_stream(stream_id)
+        if stream is not None:
+            stream._reset_by_peer(error_code)
+
+    def _terminated(self, event: events.ConnectionTerminated) -> None:
+        if self._error is None:
+            reason = event.reason_phrase or f"code {event.error_code:#x}"
+            known = self.peer or self.expected
+            who = known.short() if known is not None else str(self.remote)
+            if not self.is_ready:
+                self._error = DialFailed(f"handshake with {who} at {self.remote} failed: {reason}", (reason,))
+            elif event.error_code in _CLEAN_CODES:
+                self._error = ConnectionClosed(f"connection to {who} closed: {reason}")
+            else:
+                self._error = ConnectionBroken(f"connection to {who} broken: {reason}")
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._closed.done():
+            return
+        error = self._error or ConnectionClosed("connection closed")
+        if not self._ready.done():
+            self._ready.set_exception(error)
+            self._ready.exception()  # mark retrieved: nobody may be waiting
+        for stream in self._streams.values():
+            stream._fail(error)
+        self._streams.clear()
+        self._incoming.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._closed.set_result(None)
+        self._endpoint.connection_lost(self, error)
+
+    def discard(self, reason: str) -> None:
+        """Forget a connection that never got going, without sending anything."""
+        if self._error is None:
+            self._error = DialFailed(f"{self!r}: {reason}")
+        self._finish()
+
+    def _abort(self, code: int, reason: str) -> None:
+        self._quic.close(error_code=code, reason_phrase=reason)
+        if self._error is None:
+            self._error = ConnectionBroken(f"{self!r}: {reason}")
+        self._transmit()
+        self._finish()
+
+    # -- used by streams and the application ------------------------------------------------
+    def unsent_bytes(self, stream_id: int) -> int:
+        """Bytes of a stream not yet acknowledged by the peer."""
+        return self._quic.unsent_bytes(stream_id)
+
+    def consumed(self, stream_id: int, nbytes: int) -> None:
+        """The application read ``nbytes`` of a stream: grant the peer credit for them."""
+        self._quic.consume(stream_id, nbytes)
+        self.schedule_transmit()
+
+    def send_stream_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> None:
+        """Queue stream data in aioquic and send soon."""
+        if self._closed.done():
+            raise self._error or ConnectionClosed("connection closed")
+        self._quic.send_stream_data(stream_id, data, end_stream)
+        self.schedule_transmit()
+
+    def reset_stream(self, stream_id: int, error_code: int) -> None:
+        """Abandon a stream in both directions."""
+        if not self._closed.done():
+            self._quic.reset_stream(stream_id, error_code)
+            if not self._is_local_stream(stream_id) or stream_id in self._streams:
+                self._quic.stop_stream(stream_id, error_code)
+            self.schedule_transmit()
+        self._streams.pop(stream_id, None)
+        self._quic.forget_stream(stream_id)
+
+    def _new_stream(self, stream_id: int, protocol: str) -> MeshStream:
+        config = self._endpoint.config
+        stream = MeshStream(
+            self, stream_id, protocol, high_water=config.write_high_water, low_water=config.write_low_water
+        )
+        self._streams[stream_id] = stream
+        return stream
+
+    async def open_stream(self, protocol: str) -> MeshStream:
+        """Open a stream speaking ``protocol``; data may follow the header at once."""
+        await self.wait_ready()
+        if self._closed.done():
+            raise self._error or ConnectionClosed("connection closed")
+        header = encode_stream_header(protocol)
+        stream_id = self._quic.get_next_available_stream_id()
+        stream = self._new_stream(stream_id, protocol)
+        self.send_stream_data(stream_id, header, end_stream=False)
+        self._endpoint.stream_opened(self, protocol)
+        return stream
+
+    def close(self, code: int = ErrorCode.NO_ERROR, reason: str = "closed") -> None:
+        """Close the connection; pending streams fail with :class:`ConnectionClosed`."""
+        if self._closed.done():
+            return
+        if code not in _CLEAN_CODES:
+            raise LocalProtocolError("close() takes a clean code; use abort paths for errors")
+        self._error = ConnectionClosed(f"{self!r} closed locally: {reason}")
+        self._quic.close(error_code=code, reason_phrase=reason)
+        self._transmit()
+        self._finish()

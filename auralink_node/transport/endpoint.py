@@ -1,0 +1,597 @@
+"""The QUIC endpoint: one UDP socket per listen address, serving and dialling authenticated peers.
+
+Theory of operation
+-------------------
+An :class:`Endpoint` owns the node's UDP sockets and every QUIC connection on them, inbound and
+outbound alike. Outbound connections leave from the same socket the node listens on (as in iroh
+and libp2p), so the address a peer observes for us is the one it can reach us at, which is what
+hole punching needs later.
+
+Incoming datagrams are demultiplexed by destination connection ID, for both roles, into
+:class:`~auralink_node.transport.connection.PeerConnection` objects, which pump aioquic. A
+datagram with an unknown connection ID is a new connection only if it is a full-size Initial
+packet; everything else is dropped and counted. New connections are admission-controlled
+before any state is kept, which closes the spoofed-Initial hole measured in FACTS.md:
+
+* at most ``max_connections`` connections, and at most ``max_handshakes_per_source`` unfinished
+  handshakes from one source IP;
+* once more than ``retry_threshold`` handshakes are in progress, new clients must echo a
+  stateless Retry token (RFC 9000 section 8.1.2) first, proving they own their address.
+
+Handshakes that do not authenticate within ``handshake_timeout`` are aborted.
+
+Streams are routed by protocol name through a :class:`ProtocolRouter`; their handlers run as
+tasks of the endpoint's :class:`asyncio.TaskGroup`, so none outlives the endpoint. A handler
+that raises has its stream reset; the error is logged and the endpoint keeps serving.
+
+Connections are reused: :meth:`Endpoint.connect` returns the live authenticated connection to a
+peer when there is one. TLS session tickets are kept per peer (client side) and per ticket
+(server side, single use, with the identity the client proved), so reconnects resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import ssl
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from aioquic.buffer import Buffer as QuicBuffer  # type: ignore[attr-defined]
+from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE, QuicConfiguration
+from aioquic.quic.packet import (
+    QuicPacketType,
+    encode_quic_retry,
+    encode_quic_version_negotiation,
+    pull_quic_header,
+)
+from aioquic.quic.retry import QuicRetryTokenHandler
+from aioquic.tls import SessionTicket
+
+from auralink.errors import ConnectionError_, DialFailed, LocalProtocolError, PeerIdentityMismatch
+from auralink.identity import AuraID, Identity
+from auralink.wire import Address
+from auralink_node.transport.connection import PeerConnection
+from auralink_node.transport.quic import NodeQuicConnection
+from auralink_node.transport.streams import ErrorCode, MeshStream, validate_protocol_name
+from auralink_node.transport.tls import CertifiedKey, make_certificate, peer_aura_id
+
+__all__ = [
+    "MESH_ALPN",
+    "Endpoint",
+    "ProtocolRouter",
+    "StreamHandler",
+    "TransportConfig",
+    "TransportObserver",
+]
+
+logger = logging.getLogger(__name__)
+
+MESH_ALPN = "auralink/mesh/1"
+"""The ALPN of a mesh connection, which multiplexes stream protocols."""
+
+StreamHandler = Callable[[MeshStream], Awaitable[None]]
+"""Serves one incoming stream; the stream is reset if it raises."""
+
+_MAX_TICKETS = 1024
+_RCVBUF = 4 * 1024 * 1024
+_ADDRESS_CACHE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class TransportConfig:
+    """Limits and timers of the QUIC transport."""
+
+    idle_timeout: float = 30.0
+    """Seconds without any packet after which a connection is dropped."""
+    keepalive_interval: float = 10.0
+    """Seconds of silence after which we send a PING to keep NAT bindings and the connection alive."""
+    handshake_timeout: float = 5.0
+    """Seconds a handshake may take before it is aborted."""
+    stream_window: int = 1 << 20
+    """Receive credit per stream, in bytes: how far a peer may run ahead of our reader."""
+    connection_window: int = 8 << 20
+    """Initial receive credit per connection, in bytes."""
+    write_high_water: int = 1 << 20
+    """``drain()`` blocks while more than this many written bytes are unacknowledged."""
+    write_low_water: int = 256 << 10
+    """A blocked ``drain()`` resumes once the backlog falls to this."""
+    max_connections: int = 1024
+    """Most connections, in all states."""
+    max_handshakes_per_source: int = 16
+    """Most unfinished handshakes from one source IP."""
+    retry_threshold: int = 64
+    """Above this many unfinished handshakes, new clients must pass a Retry round trip."""
+    connect_timeout: float = 5.0
+    """Seconds a dial to one address may take."""
+
+
+class TransportObserver(Protocol):
+    """What the endpoint reports, for metrics. Every method must be cheap and must not raise."""
+
+    def connection_opened(self, direction: str) -> None: ...
+    def connection_failed(self, direction: str, reason: str) -> None: ...
+    def connection_closed(self) -> None: ...
+    def bytes_transferred(self, direction: str, nbytes: int) -> None: ...
+    def datagram_dropped(self, reason: str) -> None: ...
+    def stream_opened(self, protocol: str) -> None: ...
+    def stream_refused(self, protocol: str) -> None: ...
+
+
+class _NullObserver:
+    def connection_opened(self, direction: str) -> None:
+        return None
+
+    def connection_failed(self, direction: str, reason: str) -> None:
+        return None
+
+    def connection_closed(self) -> None:
+        return None
+
+    def bytes_transferred(self, direction: str, nbytes: int) -> None:
+        return None
+
+    def datagram_dropped(self, reason: str) -> None:
+        return None
+
+    def stream_opened(self, protocol: str) -> None:
+        return None
+
+    def stream_refused(self, protocol: str) -> None:
+        return None
+
+
+class ProtocolRouter:
+    """Maps stream protocol names (``namespace/name/version``) to their handlers."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, StreamHandler] = {}
+
+    def register(self, protocol: str, handler: StreamHandler) -> None:
+        """Serve ``protocol`` with ``handler``; registering a name twice is an error."""
+        validate_protocol_name(protocol)
+        if protocol in self._handlers:
+            raise LocalProtocolError(f"protocol {protocol!r} already has a handler")
+        self._handlers[protocol] = handler
+
+    def unregister(self, protocol: str) -> None:
+        """Stop serving ``protocol``; new streams for it are refused."""
+        self._handlers.pop(protocol, None)
+
+    def handler(self, protocol: str) -> StreamHandler | None:
+        """The handler of ``protocol``, if any."""
+        return self._handlers.get(protocol)
+
+    @property
+    def protocols(self) -> list[str]:
+        """Every protocol served, sorted."""
+        return sorted(self._handlers)
+
+
+class _Socket(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._endpoint = endpoint
+        self.transport: asyncio.DatagramTransport | None = None
+        self._addresses: dict[tuple[str, int], Address] = {}  # parsing an IP per packet is costly
+
+    def _address(self, raw: Any) -> Address:
+        key = (raw[0], raw[1])
+        address = self._addresses.get(key)
+        if address is None:
+            if len(self._addresses) >= _ADDRESS_CACHE:
+                self._addresses.clear()
+            address = self._addresses[key] = Address(raw[0], raw[1])
+        return address
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        try:
+            self._endpoint._datagram_received(self, data, self._address(addr))
+        except Exception:  # the network boundary: one bad packet must never take the endpoint down
+            logger.exception("error processing a datagram from %s; dropped", addr)
+            self._endpoint._observer.datagram_dropped("error")
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(data, addr.as_tuple())
+            self._endpoint._observer.bytes_transferred("sent", len(data))
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("socket error: %s", exc)
+
+
+class Endpoint:
+    """A node's QUIC endpoint. Use ``async with``; the constructor opens nothing."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        listen: Sequence[Address],
+        *,
+        config: TransportConfig | None = None,
+        router: ProtocolRouter | None = None,
+        observer: TransportObserver | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not listen:
+            raise LocalProtocolError("an endpoint needs at least one listen address")
+        self.identity = identity
+        self.config = config or TransportConfig()
+        self.router = router or ProtocolRouter()
+        self._observer: TransportObserver = observer or _NullObserver()
+        self._listen = tuple(listen)
+        self._wall_clock = wall_clock
+        self._sockets: list[_Socket] = []
+        self._bound: list[Address] = []
+        self._cids: dict[bytes, PeerConnection] = {}
+        self._connections: set[PeerConnection] = set()
+        self._peers: dict[AuraID, PeerConnection] = {}
+        self._dialing: dict[AuraID, asyncio.Task[PeerConnection | BaseException]] = {}
+        self._handler_tasks: set[asyncio.Task[None]] = set()
+        self._handshakes_by_source: dict[str, int] = {}
+        self._pending_handshakes: set[PeerConnection] = set()
+        self._client_tickets: dict[AuraID, SessionTicket] = {}
+        self._server_tickets: OrderedDict[bytes, tuple[SessionTicket, AuraID]] = OrderedDict()
+        self._retry = QuicRetryTokenHandler()
+        self._tasks: asyncio.TaskGroup | None = None
+        self._certified: CertifiedKey | None = None
+        self._on_ready: list[Callable[[PeerConnection], None]] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def __aenter__(self) -> Endpoint:
+        loop = asyncio.get_running_loop()
+        self._certified = make_certificate(self.identity, self._wall_clock())
+        try:
+            for address in self._listen:
+                family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+                transport, protocol = await loop.create_datagram_endpoint(
+                    lambda: _Socket(self), local_addr=address.as_tuple(), family=family
+                )
+                sockname = transport.get_extra_info("sockname")
+                self._sockets.append(protocol)
+                self._bound.append(Address(sockname[0], sockname[1]))
+        except OSError:
+            self._close_sockets()
+            raise
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close_all(ErrorCode.SHUTDOWN, "endpoint shutting down")
+        assert self._tasks is not None
+        tasks, self._tasks = self._tasks, None
+        for task in (*self._handler_tasks, *self._dialing.values()):
+            task.cancel()
+        try:
+            await tasks.__aexit__(None, None, None)
+        finally:
+            self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        for sock in self._sockets:
+            if sock.transport is not None:
+                sock.transport.close()
+        self._sockets.clear()
+
+    @property
+    def local_addresses(self) -> list[Address]:
+        """The addresses actually bound (port 0 resolved)."""
+        return list(self._bound)
+
+    @property
+    def certified_key(self) -> CertifiedKey:
+        """This endpoint's TLS key and certificate."""
+        assert self._certified is not None, "endpoint not started"
+        return self._certified
+
+    def connections(self) -> list[PeerConnection]:
+        """Every live connection."""
+        return [c for c in self._connections if not c.is_closed]
+
+    def connection_to(self, peer: AuraID) -> PeerConnection | None:
+        """The live authenticated connection to ``peer``, if any."""
+        conn = self._peers.get(peer)
+        return conn if conn is not None and conn.is_ready and not conn.is_closed else None
+
+    def on_connection_ready(self, callback: Callable[[PeerConnection], None]) -> None:
+        """Call ``callback`` for every connection once its peer is authenticated."""
+        self._on_ready.append(callback)
+
+    def close_all(self, code: int = ErrorCode.SHUTDOWN, reason: str = "closing") -> None:
+        """Close every connection."""
+        for conn in list(self._connections):
+            conn.close(code, reason)
+
+    # -- configuration ------------------------------------------------------------------------
+    def _quic_config(self, *, is_client: bool, server_name: str | None = None) -> QuicConfiguration:
+        certified = self.certified_key
+        return QuicConfiguration(
+            is_client=is_client,
+            alpn_protocols=[MESH_ALPN],
+            certificate=certified.certificate,
+            private_key=certified.private_key,
+            verify_mode=ssl.CERT_NONE,  # the AuraID check in PeerConnection replaces chain validation
+            idle_timeout=self.config.idle_timeout,
+            max_stream_data=self.config.stream_window,
+            max_data=self.config.connection_window,
+            server_name=server_name,
+            max_datagram_frame_size=65536,
+        )
+
+    # -- dialling -----------------------------------------------------------------------------
+    async def connect(self, peer: AuraID, addresses: Sequence[Address]) -> PeerConnection:
+        """An authenticated connection to ``peer``: the existing one, or a new one via ``addresses``.
+
+        Addresses are tried in order, each for at most ``connect_timeout``. Raises
+        :class:`~auralink.errors.PeerIdentityMismatch` if an address answers with another key,
+        else :class:`~auralink.errors.DialFailed` listing why each address failed.
+        """
+        existing = self.connection_to(peer)
+        if existing is not None:
+            return existing
+        if peer == self.identity.aura_id:
+            raise LocalProtocolError("a node cannot dial itself")
+        pending = self._dialing.get(peer)
+        if pending is None:
+            if self._tasks is None:
+                raise LocalProtocolError("the endpoint is not running; use `async with`")
+            pending = self._tasks.create_task(self._dial_outcome(peer, tuple(addresses)))
+            self._dialing[peer] = pending
+            pending.add_done_callback(lambda _: self._dialing.pop(peer, None))
+        outcome = await asyncio.shield(pending)
+        if isinstance(outcome, BaseException):
+            raise outcome.with_traceback(None)
+        return outcome
+
+    async def _dial_outcome(self, peer: AuraID, addresses: tuple[Address, ...]) -> PeerConnection | BaseException:
+        # A dial is shared by every caller that asks for the same peer meanwhile, and owned by the
+        # endpoint's task group, which must never see it fail: the outcome is returned instead.
+        try:
+            return await self._dial(peer, addresses)
+        except (ConnectionError_, LocalProtocolError) as exc:
+            return exc
+
+    async def _dial(self, peer: AuraID, addresses: tuple[Address, ...]) -> PeerConnection:
+        if not addresses:
+            raise DialFailed(f"no known address for {peer.short()}; pass one or resolve the peer first")
+        reasons: list[str] = []
+        for address in addresses:
+            conn = self._start_client(peer, address)
+            try:
+                async with asyncio.timeout(self.config.connect_timeout):
+                    await conn.wait_ready()
+            except PeerIdentityMismatch:
+                self._observer.connection_failed("outbound", "identity_mismatch")
+                raise
+            except (ConnectionError_, TimeoutError) as exc:
+                if not conn.is_closed:
+                    conn._abort(ErrorCode.HANDSHAKE_TIMEOUT, "dial timed out")
+                reason = str(exc) or f"no answer from {address} within {self.config.connect_timeout:.1f} s"
+                reasons.append(f"{address}: {reason}")
+                self._observer.connection_failed("outbound", "timeout" if isinstance(exc, TimeoutError) else "error")
+                continue
+            return conn
+        raise DialFailed(f"could not connect to {peer.short()}: " + "; ".join(reasons), tuple(reasons))
+
+    def _socket_for(self, address: Address) -> _Socket:
+        for sock, bound in zip(self._sockets, self._bound, strict=True):
+            if bound.version == address.version:
+                return sock
+        raise DialFailed(
+            f"no IPv{address.version} socket to dial {address} from; listen on an IPv{address.version} address"
+        )
+
+    def _start_client(self, peer: AuraID, address: Address) -> PeerConnection:
+        config = self._quic_config(is_client=True, server_name=str(peer))
+        config.session_ticket = self._client_tickets.get(peer)
+        quic = NodeQuicConnection(
+            configuration=config,
+            stream_window=self.config.stream_window,
+            session_ticket_handler=lambda ticket: self._client_tickets.__setitem__(peer, ticket),
+        )
+        loop = asyncio.get_running_loop()
+        conn = PeerConnection(self, quic, self._socket_for(address), address, expected=peer, now=loop.time())
+        self._track(conn)
+        quic.connect(address.as_tuple(), now=loop.time())
+        conn._process()
+        return conn
+
+    def _track(self, conn: PeerConnection) -> None:
+        self._connections.add(conn)
+        self._pending_handshakes.add(conn)
+        host = conn.remote.host
+        self._handshakes_by_source[host] = self._handshakes_by_source.get(host, 0) + 1
+        self.register_cid(conn._quic.host_cid, conn)
+
+    def _handshake_over(self, conn: PeerConnection) -> None:
+        if conn in self._pending_handshakes:
+            self._pending_handshakes.discard(conn)
+            host = conn.remote.host
+            left = self._handshakes_by_source.get(host, 1) - 1
+            if left:
+                self._handshakes_by_source[host] = left
+            else:
+                self._handshakes_by_source.pop(host, None)
+
+    # -- the socket ------------------------------------------------------------------------------
+    def _datagram_received(self, sock: _Socket, data: bytes, addr: Address) -> None:
+        self._observer.bytes_transferred("received", len(data))
+        buf = QuicBuffer(data=data)
+        try:
+            header = pull_quic_header(buf, host_cid_length=8)
+        except ValueError:
+            self._observer.datagram_dropped("malformed")
+            return
+        conn = self._cids.get(header.destination_cid)
+        now = asyncio.get_running_loop().time()
+        accepted = conn is None
+        if conn is None:
+            conn = self._accept(sock, data, addr, header, now)
+            if conn is None:
+                return
+        try:
+            conn.datagram_received(data, addr, now)
+        except Exception:
+            if not conn.is_closed:
+                conn._abort(ErrorCode.INTERNAL_ERROR, "internal error")
+            raise
+        if accepted and conn.datagrams_sent == 0 and not conn.is_closed:
+            # A real Initial always draws an answer (at least an ACK). Nothing decrypted: keep no state.
+            self._observer.datagram_dropped("undecryptable_initial")
+            conn.discard("first packet was not a valid Initial")
+
+    def _accept(self, sock: _Socket, data: bytes, addr: Address, header: Any, now: float) -> PeerConnection | None:
+        supported = QuicConfiguration().supported_versions
+        if (
+            header.version is not None
+            and header.version not in supported
+            and header.packet_type != QuicPacketType.VERSION_NEGOTIATION
+        ):
+            sock.sendto(
+                encode_quic_version_negotiation(
+                    source_cid=header.destination_cid,
+                    destination_cid=header.source_cid,
+                    supported_versions=supported,
+                ),
+                addr,
+            )
+            return None
+        if header.packet_type != QuicPacketType.INITIAL or len(data) < SMALLEST_MAX_DATAGRAM_SIZE:
+            self._observer.datagram_dropped("unknown_connection")
+            return None
+        if len(self._connections) >= self.config.max_connections:
+            self._observer.datagram_dropped("connection_limit")
+            return None
+        original_dcid: bytes = header.destination_cid
+        retry_scid: bytes | None = None
+        busy_source = self._handshakes_by_source.get(addr.host, 0) >= self.config.max_handshakes_per_source
+        if header.token:
+            try:
+                original_dcid = self._retry.validate_token(
+                    address=addr.as_tuple(), destination_cid=header.destination_cid, token=header.token, now=now
+                )
+            except ValueError:
+                self._observer.datagram_dropped("bad_retry_token")
+                return None
+            retry_scid = header.destination_cid
+        elif busy_source or len(self._pending_handshakes) >= self.config.retry_threshold:
+            # Under load, a client must first prove it receives at its address (stateless Retry).
+            source_cid = os.urandom(8)
+            token = self._retry.create_token(
+                address=addr.as_tuple(),
+                original_destination_connection_id=header.destination_cid,
+                retry_source_connection_id=source_cid,
+                now=now,
+            )
+            retry = encode_quic_retry(
+                version=header.version,
+                source_cid=source_cid,
+                destination_cid=header.source_cid,
+                original_destination_cid=header.destination_cid,
+                retry_token=token,
+            )
+            sock.sendto(retry, addr)
+            self._observer.datagram_dropped("retry_sent")
+            return None
+        quic = NodeQuicConnection(
+            configuration=self._quic_config(is_client=False),
+            stream_window=self.config.stream_window,
+            original_destination_connection_id=original_dcid,
+            retry_source_connection_id=retry_scid,
+        )
+        conn = PeerConnection(self, quic, sock, addr, expected=None, now=now)
+        quic._session_ticket_handler = lambda ticket: self._store_server_ticket(quic, ticket)
+        quic._session_ticket_fetcher = lambda ticket: self._fetch_server_ticket(conn, ticket)
+        self._track(conn)
+        self.register_cid(header.destination_cid, conn)
+        return conn
+
+    def _store_server_ticket(self, quic: NodeQuicConnection, ticket: SessionTicket) -> None:
+        peer = peer_aura_id(quic)
+        if peer is None:
+            return
+        self._server_tickets[ticket.ticket] = (ticket, peer)
+        while len(self._server_tickets) > _MAX_TICKETS:
+            self._server_tickets.popitem(last=False)
+
+    def _fetch_server_ticket(self, conn: PeerConnection, ticket: bytes) -> SessionTicket | None:
+        entry = self._server_tickets.pop(ticket, None)  # single use: limits 0-RTT replay
+        if entry is None:
+            return None
+        conn.resumed_peer = entry[1]
+        return entry[0]
+
+    # -- called by connections -------------------------------------------------------------------
+    def register_cid(self, cid: bytes, conn: PeerConnection) -> None:
+        """Route datagrams for ``cid`` to ``conn``."""
+        self._cids[cid] = conn
+
+    def unregister_cid(self, cid: bytes) -> None:
+        """Stop routing ``cid``."""
+        self._cids.pop(cid, None)
+
+    def connection_ready(self, conn: PeerConnection) -> None:
+        """``conn`` authenticated its peer."""
+        self._handshake_over(conn)
+        assert conn.peer is not None
+        self._peers[conn.peer] = conn
+        self._observer.connection_opened("outbound" if conn.is_client else "inbound")
+        for callback in self._on_ready:
+            callback(conn)
+
+    def connection_lost(self, conn: PeerConnection, error: BaseException) -> None:
+        """``conn`` ended; forget its routes."""
+        if conn in self._pending_handshakes:
+            self._observer.connection_failed("outbound" if conn.is_client else "inbound", type(error).__name__)
+        elif conn.peer is not None:
+            self._observer.connection_closed()
+        self._handshake_over(conn)
+        self._connections.discard(conn)
+        for cid in [cid for cid, owner in self._cids.items() if owner is conn]:
+            del self._cids[cid]
+        if conn.peer is not None and self._peers.get(conn.peer) is conn:
+            del self._peers[conn.peer]
+
+    def dispatch_stream(self, stream: MeshStream, handler: StreamHandler) -> None:
+        """Run ``handler`` for an incoming stream, owned by the endpoint's task group."""
+        self._observer.stream_opened(stream.protocol)
+        if self._tasks is None:
+            stream.reset(ErrorCode.SHUTDOWN)
+            return
+        task = self._tasks.create_task(self._serve(stream, handler))
+        self._handler_tasks.add(task)
+        task.add_done_callback(self._handler_tasks.discard)
+
+    def stream_opened(self, conn: PeerConnection, protocol: str) -> None:
+        """We opened a stream (for metrics)."""
+        self._observer.stream_opened(protocol)
+
+    def stream_refused(self, conn: PeerConnection, protocol: str) -> None:
+        """A peer asked for a protocol nobody serves."""
+        logger.info("refused stream for unknown protocol %r from %s", protocol, conn)
+        self._observer.stream_refused(protocol)
+
+    async def _serve(self, stream: MeshStream, handler: StreamHandler) -> None:
+        try:
+            await handler(stream)
+        except ConnectionError_ as exc:
+            logger.debug("stream %r ended: %s", stream, exc)
+        except asyncio.CancelledError:
+            stream.reset(ErrorCode.SHUTDOWN)
+            raise
+        except Exception:  # a buggy handler must not take the node down; log it loudly
+            logger.exception("handler for %s failed", stream.protocol)
+            stream.reset(ErrorCode.INTERNAL_ERROR)

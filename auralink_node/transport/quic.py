@@ -1,0 +1,79 @@
+"""The aioquic connection, adjusted for mutual authentication and real receive flow control.
+
+Theory of operation
+-------------------
+:class:`NodeQuicConnection` is aioquic's sans-I/O ``QuicConnection`` with two changes, both at
+seams aioquic keeps private (so the aioquic version range in ``pyproject.toml`` is pinned):
+
+1. **Client certificates.** A server connection asks the client for its certificate by setting
+   ``tls._request_client_certificate`` right after aioquic creates its TLS context
+   (``_initialize``), before the ClientHello is processed. See :mod:`.tls` for the key check.
+
+2. **Receive credit follows the application.** Stock aioquic doubles a stream's receive window
+   (``MAX_STREAM_DATA``) whenever the peer has sent half of it, whether or not anybody read the
+   data: a slow reader lets a fast sender fill memory without bound. Here a stream's credit is
+   ``consumed + window``, where ``consumed`` counts bytes the application has actually read
+   (:meth:`consume`). The update is sent once less than half a window of credit is left, so a
+   reader that keeps up costs one ``MAX_STREAM_DATA`` frame per half window, and a reader that
+   stops makes the sender stop after one window (RFC 9000 section 4.1). Connection-level credit
+   is left to aioquic: it is bounded by the per-stream windows times the stream limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection
+from aioquic.quic.packet import QuicFrameType
+from aioquic.quic.packet_builder import QuicPacketBuilder
+from aioquic.quic.stream import QuicStream
+
+__all__ = ["NodeQuicConnection"]
+
+
+class NodeQuicConnection(QuicConnection):
+    """A ``QuicConnection`` that requests client certificates and grants credit only as data is read."""
+
+    def __init__(self, *, stream_window: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._stream_window = stream_window
+        self._consumed: dict[int, int] = {}
+
+    def consume(self, stream_id: int, nbytes: int) -> None:
+        """Record that the application read ``nbytes`` more of stream ``stream_id``."""
+        self._consumed[stream_id] = self._consumed.get(stream_id, 0) + nbytes
+
+    def forget_stream(self, stream_id: int) -> None:
+        """Drop the accounting of a finished stream."""
+        self._consumed.pop(stream_id, None)
+
+    def unsent_bytes(self, stream_id: int) -> int:
+        """Bytes written to a stream that the peer has not acknowledged yet (0 for unknown streams)."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return 0
+        sender = stream.sender
+        return int(sender._buffer_stop - sender._buffer_start)
+
+    def _initialize(self, peer_cid: bytes) -> None:
+        super()._initialize(peer_cid)
+        if not self._is_client:
+            self.tls._request_client_certificate = True
+
+    def _write_stream_limits(self, builder: QuicPacketBuilder, space: Any, stream: QuicStream) -> None:
+        if not stream.max_stream_data_local:  # a stream we opened for sending only
+            return
+        stream_id = cast(int, stream.stream_id)
+        target = self._consumed.get(stream_id, 0) + self._stream_window
+        if target - stream.max_stream_data_local >= self._stream_window // 2:
+            stream.max_stream_data_local = target
+        if stream.max_stream_data_local_sent != stream.max_stream_data_local:
+            buf = builder.start_frame(
+                QuicFrameType.MAX_STREAM_DATA,
+                capacity=MAX_STREAM_DATA_FRAME_CAPACITY,
+                handler=self._on_max_stream_data_delivery,
+                handler_args=(stream,),
+            )
+            buf.push_uint_var(stream_id)
+            buf.push_uint_var(stream.max_stream_data_local)
+            stream.max_stream_data_local_sent = stream.max_stream_data_local

@@ -1,0 +1,310 @@
+"""The QUIC endpoint on loopback: mutual authentication, stream routing, backpressure, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import socket
+import ssl
+from collections.abc import AsyncIterator
+
+import pytest
+from aioquic.asyncio import connect as aioquic_connect
+from aioquic.quic.configuration import QuicConfiguration
+
+from auralink.errors import (
+    ConnectionBroken,
+    ConnectionClosed,
+    ConnectionError_,
+    DialFailed,
+    LocalProtocolError,
+    PeerIdentityMismatch,
+    ProtocolNotSupported,
+    StreamReset,
+)
+from auralink.identity import Identity
+from auralink.wire import Address
+from auralink_node.transport.endpoint import MESH_ALPN, Endpoint, ProtocolRouter, TransportConfig
+from auralink_node.transport.streams import MeshStream
+from auralink_node.transport.tls import make_certificate
+
+LOOPBACK = [Address("127.0.0.1", 0)]
+ECHO = "test/echo/1"
+
+
+async def echo(stream: MeshStream) -> None:
+    while chunk := await stream.read():
+        await stream.send(chunk)
+    stream.write_eof()
+
+
+@pytest.fixture
+def ids() -> list[Identity]:
+    return [Identity.from_seed(bytes([i]) * 32) for i in range(1, 5)]
+
+
+@pytest.fixture
+async def server(ids: list[Identity]) -> AsyncIterator[Endpoint]:
+    router = ProtocolRouter()
+    router.register(ECHO, echo)
+    async with Endpoint(ids[0], LOOPBACK, router=router) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+async def client(ids: list[Identity]) -> AsyncIterator[Endpoint]:
+    async with Endpoint(ids[1], LOOPBACK) as endpoint:
+        yield endpoint
+
+
+async def test_both_sides_learn_the_proven_identity(server: Endpoint, client: Endpoint, ids: list[Identity]) -> None:
+    accepted: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    server.on_connection_ready(lambda conn: accepted.done() or accepted.set_result(conn.peer))
+    conn = await client.connect(ids[0].aura_id, server.local_addresses)
+    assert conn.peer == ids[0].aura_id
+    assert conn.alpn == MESH_ALPN
+    assert await accepted == ids[1].aura_id
+
+
+async def test_dialling_the_wrong_key_is_refused(server: Endpoint, client: Endpoint, ids: list[Identity]) -> None:
+    with pytest.raises(PeerIdentityMismatch, match="identity mismatch") as info:
+        await client.connect(ids[2].aura_id, server.local_addresses)
+    assert info.value.expected == str(ids[2].aura_id)
+    assert info.value.actual == str(ids[0].aura_id)
+    assert client.connection_to(ids[2].aura_id) is None
+
+
+async def test_a_client_without_a_certificate_is_refused(server: Endpoint) -> None:
+    config = QuicConfiguration(is_client=True, alpn_protocols=[MESH_ALPN], verify_mode=ssl.CERT_NONE)
+    address = server.local_addresses[0]
+    with pytest.raises(ConnectionError):
+        async with aioquic_connect(address.host, address.port, configuration=config) as proto:
+            await proto.ping()
+            await proto.wait_closed()
+            raise ConnectionError("closed by the server")
+    assert all(conn.peer is not None for conn in server.connections())
+
+
+async def test_an_unknown_alpn_is_refused_in_the_handshake(server: Endpoint, ids: list[Identity]) -> None:
+    certified = make_certificate(ids[3], 1_700_000_000)
+    config = QuicConfiguration(
+        is_client=True,
+        alpn_protocols=["h3"],
+        verify_mode=ssl.CERT_NONE,
+        certificate=certified.certificate,
+        private_key=certified.private_key,
+    )
+    address = server.local_addresses[0]
+    with pytest.raises(ConnectionError):
+        async with aioquic_connect(address.host, address.port, configuration=config, wait_connected=True):
+            pass
+
+
+async def test_streams_echo_data_intact(server: Endpoint, client: Endpoint, ids: list[Identity]) -> None:
+    conn = await client.connect(ids[0].aura_id, server.local_addresses)
+    payload = random.Random(7).randbytes(3 << 20)
+    async with await conn.open_stream(ECHO) as stream:
+
+        async def write() -> None:
+            for offset in range(0, len(payload), 50_000):
+                await stream.send(payload[offset : offset + 50_000])
+            stream.write_eof()
+
+        writer = asyncio.create_task(write())
+        received = await stream.read_all(len(payload))
+        await writer
+    assert hashlib.sha256(received).digest() == hashlib.sha256(payload).digest()
+
+
+async def test_connections_are_reused_per_peer(server: Endpoint, client: Endpoint, ids: list[Identity]) -> None:
+    first, second = await asyncio.gather(
+        client.connect(ids[0].aura_id, server.local_addresses),
+        client.connect(ids[0].aura_id, server.local_addresses),
+    )
+    assert first is second
+    assert await client.connect(ids[0].aura_id, []) is first
+    assert len(server.connections()) == 1
+
+
+async def test_unknown_stream_protocol_is_refused(server: Endpoint, client: Endpoint, ids: list[Identity]) -> None:
+    conn = await client.connect(ids[0].aura_id, server.local_addresses)
+    stream = await conn.open_stream("test/nobody/1")
+    with pytest.raises(ProtocolNotSupported) as info:
+        await stream.read()
+    assert info.value.protocol == "test/nobody/1"
+    async with await conn.open_stream(ECHO) as still_fine:
+        await still_fine.send(b"ping")
+        assert await still_fine.readexactly(4) == b"ping"
+
+
+async def test_a_failing_handler_resets_its_stream_and_the_node_keeps_serving(
+    server: Endpoint, client: Endpoint, ids: list[Identity]
+) -> None:
+    async def broken(stream: MeshStream) -> None:
+        raise RuntimeError("bug in an app handler")
+
+    server.router.register("test/broken/1", broken)
+    conn = await client.connect(ids[0].aura_id, server.local_addresses)
+    stream = await conn.open_stream("test/broken/1")
+    with pytest.raises(StreamReset):
+        await stream.read()
+    async with await conn.open_stream(ECHO) as again:
+        await again.send(b"x")
+        assert await again.readexactly(1) == b"x"
+
+
+async def test_a_slow_reader_holds_back_a_fast_writer(ids: list[Identity]) -> None:
+    """The writer stops after about one receive window plus its write buffer, then resumes."""
+    config = TransportConfig(stream_window=256 << 10, write_high_water=128 << 10, write_low_water=32 << 10)
+    router = ProtocolRouter()
+    start_reading = asyncio.Event()
+    received = bytearray()
+
+    async def lazy(stream: MeshStream) -> None:
+        await start_reading.wait()
+        while chunk := await stream.read():
+            received.extend(chunk)
+
+    router.register("test/lazy/1", lazy)
+    total = 8 << 20
+    sent = 0
+    async with (
+        Endpoint(ids[0], LOOPBACK, router=router, config=config) as server,
+        Endpoint(ids[1], LOOPBACK, config=config) as client,
+    ):
+        conn = await client.connect(ids[0].aura_id, server.local_addresses)
+        stream = await conn.open_stream("test/lazy/1")
+
+        async def write() -> None:
+            nonlocal sent
+            chunk = bytes(16 << 10)
+            while sent < total:
+                await stream.send(chunk)
+                sent += len(chunk)
+            await stream.aclose()
+
+        writer = asyncio.create_task(write())
+        done, _ = await asyncio.wait([writer], timeout=1.0)  # an upper bound, not a synchronisation
+        assert not done, "the writer must block while nobody reads"
+        bound = config.stream_window + config.write_high_water + (16 << 10) + 4096
+        assert sent <= bound
+        assert conn.unsent_bytes(stream.stream_id) <= config.write_high_water + (16 << 10)
+        start_reading.set()
+        await asyncio.wait_for(writer, timeout=60)
+    assert len(received) == total
+
+
+async def test_closing_a_connection_fails_its_streams_as_closed(
+    server: Endpoint, client: Endpoint, ids: list[Identity]
+) -> None:
+    conn = await client.connect(ids[0].aura_id, server.local_addresses)
+    stream = await conn.open_stream(ECHO)
+    conn.close()
+    with pytest.raises(ConnectionClosed):
+        await stream.read()
+    with pytest.raises(ConnectionClosed):
+        stream.write(b"late")
+    fresh = await client.connect(ids[0].aura_id, server.local_addresses)
+    assert fresh is not conn
+
+
+async def test_dial_to_a_silent_address_fails_with_reasons(ids: list[Identity]) -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        config = TransportConfig(connect_timeout=0.3, handshake_timeout=0.3)
+        async with Endpoint(ids[1], LOOPBACK, config=config) as client:
+            with pytest.raises(DialFailed) as info:
+                await client.connect(ids[0].aura_id, [Address(*silent.getsockname())])
+            assert len(info.value.reasons) == 1
+            with pytest.raises(DialFailed, match="no known address"):
+                await client.connect(ids[0].aura_id, [])
+            with pytest.raises(LocalProtocolError):
+                await client.connect(ids[1].aura_id, [Address(*silent.getsockname())])
+    finally:
+        silent.close()
+
+
+def _garbage(rng: random.Random, count: int) -> list[bytes]:
+    out = []
+    for i in range(count):
+        kind = i % 4
+        if kind == 0:
+            out.append(rng.randbytes(rng.randint(0, 1500)))
+        elif kind == 1:  # looks like a full-size QUIC v1 Initial from a new client
+            dcid, scid = rng.randbytes(8), rng.randbytes(8)
+            header = bytes([0xC3]) + (1).to_bytes(4, "big") + bytes([8]) + dcid + bytes([8]) + scid
+            out.append(header + b"\x00" + rng.randbytes(1200))
+        elif kind == 2:  # short header packets for unknown connections
+            out.append(bytes([0x40 | rng.randint(0, 0x3F)]) + rng.randbytes(rng.randint(20, 1200)))
+        else:  # unknown QUIC version: answered with version negotiation
+            out.append(
+                bytes([0xC0]) + rng.randbytes(4) + bytes([8]) + rng.randbytes(8) + bytes([8]) + rng.randbytes(1190)
+            )
+    return out
+
+
+async def test_garbage_datagrams_leave_the_endpoint_serving(
+    server: Endpoint, client: Endpoint, ids: list[Identity]
+) -> None:
+    raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    raw.setblocking(False)
+    target = server.local_addresses[0].as_tuple()
+    loop = asyncio.get_running_loop()
+    try:
+        for index, datagram in enumerate(_garbage(random.Random(1), 10_000)):
+            await loop.sock_sendto(raw, datagram, target)
+            if index % 200 == 0:
+                await asyncio.sleep(0)  # let the endpoint drain its socket: loopback drops what overflows
+    finally:
+        raw.close()
+    # Spoofed Initials from one source cannot pile up connection state.
+    assert len(server.connections()) <= server.config.max_handshakes_per_source
+    conn = await client.connect(ids[0].aura_id, server.local_addresses)
+    async with await conn.open_stream(ECHO) as stream:
+        await stream.send(b"still here")
+        assert await stream.readexactly(10) == b"still here"
+
+
+async def test_retry_is_demanded_under_handshake_load(ids: list[Identity]) -> None:
+    config = TransportConfig(retry_threshold=0)  # every new client must prove its address first
+    router = ProtocolRouter()
+    router.register(ECHO, echo)
+    async with (
+        Endpoint(ids[0], LOOPBACK, router=router, config=config) as server,
+        Endpoint(ids[1], LOOPBACK) as client,
+    ):
+        conn = await client.connect(ids[0].aura_id, server.local_addresses)
+        async with await conn.open_stream(ECHO) as stream:
+            await stream.send(b"r")
+            assert await stream.readexactly(1) == b"r"
+
+
+async def test_the_peer_going_away_breaks_or_closes_streams(ids: list[Identity]) -> None:
+    router = ProtocolRouter()
+    hold = asyncio.Event()
+
+    async def holder(stream: MeshStream) -> None:
+        await hold.wait()
+
+    router.register("test/hold/1", holder)
+    async with Endpoint(ids[1], LOOPBACK) as client:
+        async with Endpoint(ids[0], LOOPBACK, router=router) as server:
+            conn = await client.connect(ids[0].aura_id, server.local_addresses)
+            stream = await conn.open_stream("test/hold/1")
+            stream.write(b"hello")
+        # the server shut down: its SHUTDOWN close reaches us as a clean close
+        with pytest.raises(ConnectionError_) as info:
+            await stream.read()
+        assert isinstance(info.value, ConnectionClosed | ConnectionBroken)
+
+
+def test_protocol_names_are_validated() -> None:
+    router = ProtocolRouter()
+    for bad in ("echo", "a/b", "a/b/x", "a b/c/1", "a/b/1/2", "é/b/1", "x/" + "y" * 70 + "/1"):
+        with pytest.raises(LocalProtocolError):
+            router.register(bad, echo)
+    router.register("auralink/echo/1", echo)
+    with pytest.raises(LocalProtocolError, match="already"):
+        router.register("auralink/echo/1", echo)
