@@ -4,7 +4,10 @@
 auralink.errors.AuralinkError
 └── NodeError                     something about this node (its home, its daemon) is wrong
     ├── HomeError                 the node home directory is unusable
-    └── DaemonNotRunning          the CLI found no daemon on the control socket
+    ├── DaemonNotRunning          the CLI found no daemon on the control socket
+    └── StoreError                the node database cannot be used
+        ├── StoreCorrupt          not SQLite, damaged, or another program's database
+        └── StoreTooNew           written by a newer AuraLink
 ```
 
 Configuration problems raise :class:`auralink.errors.ConfigError` (with ``field`` set), and
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 from auralink.errors import AuralinkError
 
-__all__ = ["DaemonNotRunning", "HomeError", "NodeError"]
+__all__ = ["DaemonNotRunning", "HomeError", "NodeError", "StoreCorrupt", "StoreError", "StoreTooNew"]
 
 
 class NodeError(AuralinkError):
@@ -28,3 +31,24 @@ class HomeError(NodeError):
 
 class DaemonNotRunning(NodeError):
     """No daemon answers on the control socket of this home."""
+
+
+class StoreError(NodeError):
+    """The node database cannot be opened, read or written."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class StoreCorrupt(StoreError):
+    """The file is not a SQLite database, is damaged, or belongs to another program."""
+
+
+class StoreTooNew(StoreError):
+    """The file was written by a newer AuraLink, with a schema this build does not know."""
+
+    def __init__(self, message: str, path: str, version: int, supported: int) -> None:
+        super().__init__(message, path)
+        self.version = version
+        self.supported = supported

@@ -1,0 +1,231 @@
+"""The node's Prometheus metrics, in a registry of its own.
+
+Theory of operation
+-------------------
+:class:`NodeMetrics` owns one :class:`prometheus_client.CollectorRegistry` and the metrics in it.
+It never touches the library's global ``REGISTRY``, so two nodes in one process (tests, an app
+with an embedded node) count separately and never clash over names. Services call the methods,
+which are named after what happened (``connection_opened``, ``handshake_failed``...), and the
+HTTP adapter that serves ``--metrics 127.0.0.1:PORT`` and ``/health`` calls :meth:`render` for
+the response body and content type. Nothing here opens a socket.
+
+Every label takes values from a closed set declared below (or, for ALPN protocol names, a
+checked shape): a label fed from the network would let a peer create unbounded time series.
+A value outside the set is a bug in the caller and raises
+:class:`~auralink.errors.LocalProtocolError`. Label values of the closed sets are created up
+front, so a scrape shows zeros instead of missing series.
+
+Exported metrics (all prefixed ``auralink_``):
+
+=========================================  =========  ===============================================
+``connections_total{direction,result}``    counter    connection attempts by outcome
+``connections_open``                       gauge      connections established and not yet closed
+``handshake_failures_total{reason}``       counter    QUIC/TLS handshakes that failed, by reason
+``bytes_total{direction}``                 counter    UDP payload bytes sent and received
+``streams_opened_total{protocol}``         counter    streams opened, by ALPN protocol
+``rtt_seconds``                            histogram  round-trip times, 0.1 ms to 2 s
+``datagrams_dropped_total{reason}``        counter    datagrams dropped, by reason
+``info{aura_id,version}``                  info       this node's identity and software version
+=========================================  =========  ===============================================
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from typing import Literal, get_args
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+
+from auralink import __version__
+from auralink.errors import LocalProtocolError
+from auralink.identity.keys import AuraID
+
+__all__ = [
+    "CONNECTION_RESULTS",
+    "DIRECTIONS",
+    "DROP_REASONS",
+    "HANDSHAKE_FAILURE_REASONS",
+    "RTT_BUCKETS",
+    "ConnectionResult",
+    "Direction",
+    "DropReason",
+    "HandshakeFailureReason",
+    "NodeMetrics",
+]
+
+Direction = Literal["inbound", "outbound"]
+"""Who opened a connection: the peer (inbound) or this node (outbound)."""
+
+ConnectionResult = Literal["ok", "refused", "failed"]
+"""How a connection attempt ended: established, refused by policy (ban, quota), or failed."""
+
+HandshakeFailureReason = Literal["timeout", "tls", "identity_mismatch", "alpn", "version", "other"]
+"""Why a handshake failed: no answer in time, a TLS error or alert, a certificate key that is not the
+AuraID dialled or claimed, no application protocol in common, an unsupported wire version, or else."""
+
+DropReason = Literal[
+    "malformed",
+    "too_large",
+    "unknown_peer",
+    "unknown_connection",
+    "connection_limit",
+    "retry_sent",
+    "bad_retry_token",
+    "undecryptable_initial",
+    "rate_limited",
+    "quota",
+    "queue_full",
+    "error",
+    "other",
+]
+"""Why a datagram was dropped."""
+
+DIRECTIONS: tuple[str, ...] = get_args(Direction)
+"""Every :data:`Direction`."""
+CONNECTION_RESULTS: tuple[str, ...] = get_args(ConnectionResult)
+"""Every :data:`ConnectionResult`."""
+HANDSHAKE_FAILURE_REASONS: tuple[str, ...] = get_args(HandshakeFailureReason)
+"""Every :data:`HandshakeFailureReason`."""
+DROP_REASONS: tuple[str, ...] = get_args(DropReason)
+"""Every :data:`DropReason`."""
+
+RTT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+"""Histogram bucket bounds in seconds: loopback (0.1 ms) to a bad intercontinental relay path (2 s)."""
+
+_PROTOCOL = re.compile(r"[a-z0-9][a-z0-9._/-]{0,63}")
+
+
+def _member(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise LocalProtocolError(f"{what} {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+class NodeMetrics:
+    """The metrics of one node, in their own registry."""
+
+    def __init__(self, aura_id: AuraID | str, version: str = __version__) -> None:
+        """Create the metrics of the node ``aura_id`` running AuraLink ``version``."""
+        node = str(aura_id) if isinstance(aura_id, AuraID) else str(AuraID.parse(aura_id))
+        registry = CollectorRegistry(auto_describe=True)
+        self._registry = registry
+        self._lock = threading.Lock()
+        self._open = 0
+        self._connections = Counter(
+            "auralink_connections",
+            "Connection attempts, by who opened them and how they ended.",
+            ("direction", "result"),
+            registry=registry,
+        )
+        self._connections_open = Gauge(
+            "auralink_connections_open", "Connections established and not yet closed.", registry=registry
+        )
+        self._handshake_failures = Counter(
+            "auralink_handshake_failures", "Handshakes that failed, by reason.", ("reason",), registry=registry
+        )
+        self._bytes = Counter(
+            "auralink_bytes", "UDP payload bytes, sent and received.", ("direction",), registry=registry
+        )
+        self._streams = Counter(
+            "auralink_streams_opened", "Streams opened, by ALPN protocol.", ("protocol",), registry=registry
+        )
+        self._rtt = Histogram(
+            "auralink_rtt_seconds",
+            "Round-trip times measured on paths to peers.",
+            buckets=RTT_BUCKETS,
+            registry=registry,
+        )
+        self._dropped = Counter(
+            "auralink_datagrams_dropped", "Datagrams dropped, by reason.", ("reason",), registry=registry
+        )
+        Info("auralink", "This node's identity and software version.", registry=registry).info(
+            {"aura_id": node, "version": version}
+        )
+        for direction in DIRECTIONS:
+            for result in CONNECTION_RESULTS:
+                self._connections.labels(direction=direction, result=result)
+        for reason in HANDSHAKE_FAILURE_REASONS:
+            self._handshake_failures.labels(reason=reason)
+        for side in ("sent", "received"):
+            self._bytes.labels(direction=side)
+        for reason in DROP_REASONS:
+            self._dropped.labels(reason=reason)
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """This node's registry (for an exporter that wants the collector rather than :meth:`render`)."""
+        return self._registry
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def connection_opened(self, direction: Direction) -> None:
+        """A connection was established: count it as ``ok`` and add it to the open connections."""
+        self._connections.labels(direction=_member(direction, DIRECTIONS, "direction"), result="ok").inc()
+        with self._lock:
+            self._open += 1
+            self._connections_open.set(self._open)
+
+    def connection_closed(self) -> None:
+        """An established connection ended (closed or broken)."""
+        with self._lock:
+            if self._open == 0:
+                raise LocalProtocolError("connection_closed() without a matching connection_opened()")
+            self._open -= 1
+            self._connections_open.set(self._open)
+
+    def connection_refused(self, direction: Direction) -> None:
+        """A connection attempt was refused by policy (a ban, a quota, a full table)."""
+        self._connections.labels(direction=_member(direction, DIRECTIONS, "direction"), result="refused").inc()
+
+    def connection_failed(self, direction: Direction) -> None:
+        """A connection attempt failed (timeout, handshake failure, unreachable)."""
+        self._connections.labels(direction=_member(direction, DIRECTIONS, "direction"), result="failed").inc()
+
+    def handshake_failed(self, reason: HandshakeFailureReason) -> None:
+        """A handshake failed for ``reason`` (count the attempt with :meth:`connection_failed` too)."""
+        self._handshake_failures.labels(reason=_member(reason, HANDSHAKE_FAILURE_REASONS, "reason")).inc()
+
+    # -- traffic -------------------------------------------------------------------------------
+
+    def bytes_sent(self, count: int) -> None:
+        """``count`` UDP payload bytes were sent."""
+        self._bytes.labels(direction="sent").inc(_byte_count(count))
+
+    def bytes_received(self, count: int) -> None:
+        """``count`` UDP payload bytes were received."""
+        self._bytes.labels(direction="received").inc(_byte_count(count))
+
+    def stream_opened(self, protocol: str) -> None:
+        """A stream was opened for the ALPN ``protocol`` (one this node serves, e.g. ``auralink/relay/1``)."""
+        if not isinstance(protocol, str) or not _PROTOCOL.fullmatch(protocol):
+            raise LocalProtocolError(f"protocol {protocol!r} is not an ALPN name like 'auralink/relay/1'")
+        self._streams.labels(protocol=protocol).inc()
+
+    def rtt_measured(self, seconds: float) -> None:
+        """A round trip to a peer took ``seconds``."""
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not math.isfinite(seconds)
+            or seconds < 0
+        ):
+            raise LocalProtocolError(f"an RTT is finite, non-negative seconds, not {seconds!r}")
+        self._rtt.observe(seconds)
+
+    def datagram_dropped(self, reason: DropReason) -> None:
+        """A datagram was dropped for ``reason``."""
+        self._dropped.labels(reason=_member(reason, DROP_REASONS, "reason")).inc()
+
+    # -- exposition ----------------------------------------------------------------------------
+
+    def render(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition of every metric, and its ``Content-Type``."""
+        return generate_latest(self._registry), CONTENT_TYPE_LATEST
+
+
+def _byte_count(count: int) -> int:
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise LocalProtocolError(f"a byte count is a non-negative integer, not {count!r}")
+    return count

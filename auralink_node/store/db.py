@@ -1,0 +1,666 @@
+"""The node's database: ``<home>/node.db``, SQLite in WAL mode, with versioned migrations.
+
+Theory of operation
+-------------------
+:class:`NodeStore` remembers what a node learns about other nodes so that a restart does not
+start from nothing: the peers it has seen (with their last signed node record), the addresses
+each peer was reached at or announced, and per-path statistics (smoothed RTT and loss) that the
+route selector uses as its prior.
+
+*Durability.* The database runs in WAL mode with ``synchronous=NORMAL``. Every mutating method
+is one short ``BEGIN IMMEDIATE ... COMMIT`` transaction. A process that dies at any point,
+``kill -9`` included, leaves every committed transaction intact: SQLite replays the WAL on the
+next open. (``synchronous=NORMAL`` may lose the last transactions on *power loss*, never
+consistency; for a cache of network observations that is the right trade.) The file and its
+``-wal``/``-shm`` companions have mode 0600: who a node talks to is private.
+
+*Migrations.* :data:`MIGRATIONS` is an ordered tuple of :class:`Migration` (version, description,
+SQL). ``PRAGMA user_version`` holds the version a file is at; opening applies each newer
+migration in its own transaction, together with the version bump, so a crash mid-migration leaves
+the file at the previous version and the next open retries. Adding a table (reputation, DHT
+contacts) means appending one :class:`Migration` with the next version number; never edit one
+that has shipped. Foreign keys are off while migrations run, as SQLite's "making other kinds of
+table schema changes" recipe requires, and ``PRAGMA foreign_key_check`` must pass before each
+migration commits. ``PRAGMA application_id`` marks the file as ours, so that another program's
+database is refused instead of being migrated.
+
+*Refusals.* Opening never damages a file it does not understand. A file that is not SQLite or is
+damaged raises :class:`StoreCorrupt`; a file written by a newer AuraLink raises
+:class:`StoreTooNew`; both say what to do and leave the file untouched.
+
+*Time.* Methods that record time take ``now``: wall-clock seconds since the epoch, supplied by
+the caller, because these values outlive the process (a monotonic clock restarts at boot).
+Nothing here reads a clock.
+
+*Threads.* One connection serves the store, guarded by a lock, so calls may come from the event
+loop or from ``asyncio.to_thread`` workers; each call holds the lock for one short transaction.
+
+Inputs are validated before any SQL runs, and all SQL is parameterised. A malformed AuraID
+raises :class:`~auralink.errors.InvalidAuraID`, a malformed handle
+:class:`~auralink.errors.InvalidHandle`, anything else the caller got wrong
+:class:`~auralink.errors.LocalProtocolError`. SQLite's own errors are translated to
+:class:`StoreError` here, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, get_args
+
+from auralink.errors import ConfigError, LocalProtocolError
+from auralink.identity.handles import parse_handle
+from auralink.identity.keys import AuraID
+from auralink.identity.records import RECORD_MAX_SIZE
+from auralink.wire.address import Address
+from auralink_node.errors import StoreCorrupt, StoreError, StoreTooNew
+
+__all__ = [
+    "ADDRESS_SOURCES",
+    "AddressRow",
+    "AddressSource",
+    "MIGRATIONS",
+    "Migration",
+    "NodeStore",
+    "PathRow",
+    "PeerRow",
+    "StoreCorrupt",
+    "StoreError",
+    "StoreTooNew",
+    "direct_path",
+    "relay_path",
+]
+
+APPLICATION_ID = 0x4155524C
+"""``PRAGMA application_id`` of a node database ("AURL")."""
+
+BUSY_TIMEOUT_MS = 5000
+"""How long a writer waits for another connection's lock before giving up."""
+
+RTT_ALPHA = 1 / 8
+"""Gain of the smoothed RTT (RFC 6298, section 2)."""
+
+RTT_BETA = 1 / 4
+"""Gain of the RTT variation (RFC 6298, section 2)."""
+
+LOSS_ALPHA = 1 / 8
+"""Gain of the smoothed loss rate; one lost probe moves it by an eighth."""
+
+AddressSource = Literal["config", "dialed", "mdns", "observed", "record"]
+"""How an address was learned: configured, dialled by us, found on the LAN, seen as a packet source,
+or read from the peer's signed node record."""
+
+ADDRESS_SOURCES: tuple[str, ...] = get_args(AddressSource)
+"""Every valid :data:`AddressSource`."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors (to move to auralink_node.errors)
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One forward step of the schema, applied in a single transaction."""
+
+    version: int
+    """The ``user_version`` the file has once this step is applied (1, 2, 3, ...)."""
+    description: str
+    """What the step does, for logs and for the reader."""
+    sql: str
+    """The statements, separated by ``;``."""
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "peers, their addresses and path statistics",
+        """
+        CREATE TABLE peers (
+            aura_id     TEXT PRIMARY KEY NOT NULL,
+            handle      TEXT,
+            first_seen  REAL NOT NULL,
+            last_seen   REAL NOT NULL,
+            last_record BLOB,
+            connects    INTEGER NOT NULL DEFAULT 0,
+            failures    INTEGER NOT NULL DEFAULT 0
+        );
+
+        CREATE TABLE peer_addresses (
+            aura_id     TEXT NOT NULL REFERENCES peers (aura_id) ON DELETE CASCADE,
+            address     TEXT NOT NULL,
+            source      TEXT NOT NULL,
+            first_seen  REAL NOT NULL,
+            last_seen   REAL NOT NULL,
+            successes   INTEGER NOT NULL DEFAULT 0,
+            failures    INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (aura_id, address)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE path_stats (
+            aura_id      TEXT NOT NULL REFERENCES peers (aura_id) ON DELETE CASCADE,
+            path         TEXT NOT NULL,
+            samples      INTEGER NOT NULL DEFAULT 0,
+            rtt_ewma_ms  REAL,
+            rtt_var_ms   REAL,
+            loss_samples INTEGER NOT NULL DEFAULT 0,
+            loss_ewma    REAL NOT NULL DEFAULT 0.0,
+            last_update  REAL NOT NULL,
+            PRIMARY KEY (aura_id, path)
+        ) WITHOUT ROWID;
+
+        CREATE INDEX peers_by_last_seen ON peers (last_seen);
+        """,
+    ),
+)
+"""The schema's history, oldest first. Append; never edit a step that has shipped."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRow:
+    """What the node remembers about one peer."""
+
+    aura_id: str
+    """The peer's AuraID, canonical text form."""
+    handle: str | None
+    """The last handle seen for the peer (``@name.aura``), unverified here."""
+    first_seen: float
+    """When the node first heard of the peer (wall-clock seconds)."""
+    last_seen: float
+    """When the peer was last seen, or first heard of if not seen since (never moves backwards)."""
+    last_record: bytes | None
+    """The last signed node record stored for the peer, as encoded bytes."""
+    connects: int
+    """Connections established with the peer."""
+    failures: int
+    """Connection attempts to the peer that failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class AddressRow:
+    """One address at which a peer was reached or announced."""
+
+    aura_id: str
+    """The peer's AuraID."""
+    address: str
+    """``HOST:PORT`` (``[HOST]:PORT`` for IPv6), canonical."""
+    source: str
+    """How the address was most recently learned; one of :data:`ADDRESS_SOURCES`."""
+    first_seen: float
+    """When the address was first learned."""
+    last_seen: float
+    """When the address was last learned or used (never moves backwards)."""
+    successes: int
+    """Dials to this address that succeeded."""
+    failures: int
+    """Dials to this address that failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class PathRow:
+    """Smoothed measurements of one path to a peer."""
+
+    aura_id: str
+    """The peer's AuraID."""
+    path: str
+    """``direct:HOST:PORT`` or ``relay:AURAID``; see :func:`direct_path` and :func:`relay_path`."""
+    samples: int
+    """RTT samples folded into the estimate."""
+    rtt_ewma_ms: float | None
+    """Smoothed RTT in milliseconds (RFC 6298 SRTT); ``None`` before the first sample."""
+    rtt_var_ms: float | None
+    """RTT variation in milliseconds (RFC 6298 RTTVAR); ``None`` before the first sample."""
+    loss_samples: int
+    """Loss probes folded into the estimate."""
+    loss_ewma: float
+    """Smoothed loss rate from 0 (none) to 1 (all); starts at 0."""
+    last_update: float
+    """When a sample was last recorded."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def _aura_id(value: AuraID | str) -> str:
+    return str(value) if isinstance(value, AuraID) else str(AuraID.parse(value))
+
+
+def _now(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise LocalProtocolError(f"now must be finite, non-negative wall-clock seconds, not {value!r}")
+    return float(value)
+
+
+def _address(value: Address | str) -> str:
+    if isinstance(value, str):
+        try:
+            value = Address.parse(value)
+        except ConfigError as exc:
+            raise LocalProtocolError(str(exc)) from exc
+    if not isinstance(value, Address):
+        raise LocalProtocolError(f"an address is HOST:PORT, not {type(value).__name__}")
+    if value.port == 0:
+        raise LocalProtocolError(f"address {value}: port 0 cannot be dialled")
+    return str(value)
+
+
+def _path(value: str) -> str:
+    if not isinstance(value, str):
+        raise LocalProtocolError(f"a path is a string, not {type(value).__name__}")
+    kind, sep, rest = value.partition(":")
+    if sep and kind == "direct":
+        return direct_path(rest)
+    if sep and kind == "relay":
+        return relay_path(rest)
+    raise LocalProtocolError(f"path {value!r} is neither 'direct:HOST:PORT' nor 'relay:AURAID'")
+
+
+def direct_path(address: Address | str) -> str:
+    """The path name of a direct UDP path to ``address``: ``direct:HOST:PORT``."""
+    return f"direct:{_address(address)}"
+
+
+def relay_path(relay: AuraID | str) -> str:
+    """The path name of a path through the relay ``relay``: ``relay:AURAID``."""
+    return f"relay:{_aura_id(relay)}"
+
+
+def _rtt_update(srtt: float | None, rttvar: float | None, sample: float) -> tuple[float, float]:
+    """Fold one RTT sample into (SRTT, RTTVAR) as RFC 6298 section 2 does."""
+    if srtt is None or rttvar is None:
+        return sample, sample / 2  # (2.2): the first measurement
+    rttvar = (1 - RTT_BETA) * rttvar + RTT_BETA * abs(srtt - sample)  # (2.3), with the old SRTT
+    srtt = (1 - RTT_ALPHA) * srtt + RTT_ALPHA * sample
+    return srtt, rttvar
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration script into statements (semicolons in strings and triggers are respected)."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\r\n;"):
+                yield pending.strip()
+            pending = ""
+    if pending.strip(" \t\r\n;"):
+        raise LocalProtocolError(f"migration ends with an incomplete statement: {pending.strip()[:60]!r}")
+
+
+def _check_migrations(migrations: Sequence[Migration]) -> int:
+    for expected, migration in enumerate(migrations, start=1):
+        if migration.version != expected:
+            raise LocalProtocolError(
+                f"migration versions must run 1, 2, 3, ...; found {migration.version} at {expected}"
+            )
+    return len(migrations)
+
+
+# ---------------------------------------------------------------------------------------------
+# The store
+
+
+class NodeStore:
+    """The node database; use :meth:`open` (or ``with NodeStore.open(path) as store:``)."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        """Wrap a connection that :meth:`open` has configured and migrated."""
+        self._connection: sqlite3.Connection | None = connection
+        self._lock = threading.Lock()
+        self._path = path
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, *, migrations: Sequence[Migration] = MIGRATIONS) -> NodeStore:
+        """Open (creating with mode 0600 if needed) and migrate the database at ``path``.
+
+        Raises :class:`StoreCorrupt` for a file that is not a usable node database and
+        :class:`StoreTooNew` for one from a newer AuraLink; neither file is modified.
+        """
+        latest = _check_migrations(migrations)
+        path = Path(path)
+        _create_private(path)
+        try:
+            connection = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open the node database ({exc})", str(path)) from exc
+        try:
+            _refuse_foreign(connection, path, latest)
+            _configure(connection, path)
+            _migrate(connection, path, migrations)
+        except BaseException:
+            connection.close()
+            raise
+        return cls(connection, path)
+
+    def close(self) -> None:
+        """Close the database; later calls raise :class:`LocalProtocolError`. Closing twice is allowed."""
+        with self._lock:
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("PRAGMA optimize")
+                connection.close()
+
+    def __enter__(self) -> NodeStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction; SQLite errors become :class:`StoreError`."""
+        with self._lock:
+            connection = self._open_connection()
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    yield connection
+                except BaseException:
+                    _rollback(connection)
+                    raise
+                connection.execute("COMMIT")
+            except sqlite3.Error as exc:
+                _rollback(connection)
+                raise StoreError(f"{self.path}: write failed ({exc})", str(self.path)) from exc
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            connection = self._open_connection()
+            try:
+                yield connection
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: read failed ({exc})", str(self.path)) from exc
+
+    def _open_connection(self) -> sqlite3.Connection:
+        if self._connection is None:
+            raise LocalProtocolError("the node store is closed")
+        return self._connection
+
+    # -- peers ---------------------------------------------------------------------------------
+
+    def peer_seen(
+        self, aura_id: AuraID | str, now: float, *, handle: str | None = None, record: bytes | None = None
+    ) -> None:
+        """Note that the peer was seen at ``now``; store its handle and signed record if given.
+
+        A ``None`` handle or record keeps the stored one. The caller has already verified the
+        record and checked that it supersedes the stored one; the store keeps bytes.
+        """
+        peer, when = _aura_id(aura_id), _now(now)
+        canonical = None if handle is None else parse_handle(handle)
+        if record is not None and (not isinstance(record, bytes) or not 0 < len(record) <= RECORD_MAX_SIZE):
+            raise LocalProtocolError(f"a node record is 1 to {RECORD_MAX_SIZE} bytes")
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO peers (aura_id, handle, first_seen, last_seen, last_record) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (aura_id) DO UPDATE SET "
+                "handle = coalesce(excluded.handle, handle), "
+                "last_seen = max(last_seen, excluded.last_seen), "
+                "last_record = coalesce(excluded.last_record, last_record)",
+                (peer, canonical, when, when, record),
+            )
+
+    def peer_connected(self, aura_id: AuraID | str, now: float) -> None:
+        """Count an established connection with the peer; it was seen at ``now``."""
+        peer, when = _aura_id(aura_id), _now(now)
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO peers (aura_id, first_seen, last_seen, connects) VALUES (?, ?, ?, 1) "
+                "ON CONFLICT (aura_id) DO UPDATE SET connects = connects + 1, "
+                "last_seen = max(last_seen, excluded.last_seen)",
+                (peer, when, when),
+            )
+
+    def peer_failed(self, aura_id: AuraID | str, now: float) -> None:
+        """Count a failed connection attempt; ``last_seen`` stays (a failure is not a sighting)."""
+        peer, when = _aura_id(aura_id), _now(now)
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO peers (aura_id, first_seen, last_seen, failures) VALUES (?, ?, ?, 1) "
+                "ON CONFLICT (aura_id) DO UPDATE SET failures = failures + 1",
+                (peer, when, when),
+            )
+
+    def forget_peer(self, aura_id: AuraID | str) -> bool:
+        """Delete the peer with its addresses and path statistics; return whether it was known."""
+        peer = _aura_id(aura_id)
+        with self._write() as db:
+            return db.execute("DELETE FROM peers WHERE aura_id = ?", (peer,)).rowcount > 0
+
+    def peers(self) -> list[PeerRow]:
+        """Every known peer, most recently seen first."""
+        with self._read() as db:
+            rows = db.execute(f"{_PEER_SELECT} ORDER BY last_seen DESC, aura_id").fetchall()
+        return [PeerRow(*row) for row in rows]
+
+    def peer(self, aura_id: AuraID | str) -> PeerRow | None:
+        """The peer's row, or ``None`` if it is not known."""
+        peer = _aura_id(aura_id)
+        with self._read() as db:
+            row = db.execute(f"{_PEER_SELECT} WHERE aura_id = ?", (peer,)).fetchone()
+        return None if row is None else PeerRow(*row)
+
+    # -- addresses -----------------------------------------------------------------------------
+
+    def address_seen(
+        self,
+        aura_id: AuraID | str,
+        address: Address | str,
+        source: AddressSource,
+        now: float,
+        *,
+        success: bool | None = None,
+    ) -> None:
+        """Note that the peer has ``address``, learned from ``source``; count a dial's outcome if given."""
+        peer, text, when = _aura_id(aura_id), _address(address), _now(now)
+        if source not in ADDRESS_SOURCES:
+            raise LocalProtocolError(f"address source {source!r} is not one of {', '.join(ADDRESS_SOURCES)}")
+        if success is not None and not isinstance(success, bool):
+            raise LocalProtocolError(f"success is True, False or None, not {success!r}")
+        successes, failures = int(success is True), int(success is False)
+        with self._write() as db:
+            _ensure_peer(db, peer, when)
+            db.execute(
+                "INSERT INTO peer_addresses (aura_id, address, source, first_seen, last_seen, successes, failures) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (aura_id, address) DO UPDATE SET source = excluded.source, "
+                "last_seen = max(last_seen, excluded.last_seen), "
+                "successes = successes + excluded.successes, failures = failures + excluded.failures",
+                (peer, text, source, when, when, successes, failures),
+            )
+
+    def addresses(self, aura_id: AuraID | str) -> list[AddressRow]:
+        """The peer's addresses, most recently seen first."""
+        peer = _aura_id(aura_id)
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT aura_id, address, source, first_seen, last_seen, successes, failures "
+                "FROM peer_addresses WHERE aura_id = ? ORDER BY last_seen DESC, address",
+                (peer,),
+            ).fetchall()
+        return [AddressRow(*row) for row in rows]
+
+    # -- paths ---------------------------------------------------------------------------------
+
+    def record_rtt(self, aura_id: AuraID | str, path: str, rtt_ms: float, now: float) -> None:
+        """Fold an RTT sample (milliseconds) into the path's SRTT and RTTVAR (RFC 6298, alpha 1/8, beta 1/4)."""
+        peer, name, when = _aura_id(aura_id), _path(path), _now(now)
+        if isinstance(rtt_ms, bool) or not isinstance(rtt_ms, int | float) or not math.isfinite(rtt_ms) or rtt_ms < 0:
+            raise LocalProtocolError(f"an RTT sample is finite, non-negative milliseconds, not {rtt_ms!r}")
+        with self._write() as db:
+            _ensure_peer(db, peer, when)
+            row = db.execute(
+                "SELECT rtt_ewma_ms, rtt_var_ms FROM path_stats WHERE aura_id = ? AND path = ?", (peer, name)
+            ).fetchone()
+            previous: tuple[float | None, float | None] = row or (None, None)
+            srtt, rttvar = _rtt_update(previous[0], previous[1], float(rtt_ms))
+            db.execute(
+                "INSERT INTO path_stats (aura_id, path, samples, rtt_ewma_ms, rtt_var_ms, last_update) "
+                "VALUES (?, ?, 1, ?, ?, ?) "
+                "ON CONFLICT (aura_id, path) DO UPDATE SET samples = samples + 1, "
+                "rtt_ewma_ms = excluded.rtt_ewma_ms, rtt_var_ms = excluded.rtt_var_ms, "
+                "last_update = max(last_update, excluded.last_update)",
+                (peer, name, srtt, rttvar, when),
+            )
+
+    def record_loss(self, aura_id: AuraID | str, path: str, lost: bool, now: float) -> None:
+        """Fold one probe's outcome into the path's smoothed loss rate (gain 1/8, starting from 0)."""
+        peer, name, when = _aura_id(aura_id), _path(path), _now(now)
+        if not isinstance(lost, bool):
+            raise LocalProtocolError(f"lost is True or False, not {lost!r}")
+        with self._write() as db:
+            _ensure_peer(db, peer, when)
+            db.execute(
+                "INSERT INTO path_stats (aura_id, path, loss_samples, loss_ewma, last_update) VALUES (?, ?, 1, ?, ?) "
+                "ON CONFLICT (aura_id, path) DO UPDATE SET loss_samples = loss_samples + 1, "
+                "loss_ewma = (1 - ?) * loss_ewma + ? * ?, last_update = max(last_update, excluded.last_update)",
+                (peer, name, LOSS_ALPHA * lost, when, LOSS_ALPHA, LOSS_ALPHA, float(lost)),
+            )
+
+    def path_stats(self, aura_id: AuraID | str) -> list[PathRow]:
+        """The statistics of every measured path to the peer, by path name."""
+        peer = _aura_id(aura_id)
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT aura_id, path, samples, rtt_ewma_ms, rtt_var_ms, loss_samples, loss_ewma, last_update "
+                "FROM path_stats WHERE aura_id = ? ORDER BY path",
+                (peer,),
+            ).fetchall()
+        return [PathRow(*row) for row in rows]
+
+
+_PEER_SELECT = "SELECT aura_id, handle, first_seen, last_seen, last_record, connects, failures FROM peers"
+
+
+def _rollback(connection: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if SQLite has not already done so."""
+    if connection.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            connection.execute("ROLLBACK")
+
+
+def _ensure_peer(db: sqlite3.Connection, peer: str, now: float) -> None:
+    """Create the peer's row if needed (addresses and paths hang off it), without marking it seen."""
+    db.execute("INSERT OR IGNORE INTO peers (aura_id, first_seen, last_seen) VALUES (?, ?, ?)", (peer, now, now))
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening
+
+
+def _create_private(path: Path) -> None:
+    """Create the parent directory (0700) and an empty file with mode 0600, unless it exists."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot create the node database ({exc.strerror})", str(path)) from exc
+    try:
+        os.fchmod(fd, 0o600)  # the umask can only narrow O_CREAT's mode; make it exact
+    finally:
+        os.close(fd)
+
+
+def _corrupt(path: Path, why: str) -> StoreCorrupt:
+    return StoreCorrupt(
+        f"{path}: {why}. The node keeps only a cache of what it learned from the network there: move the file "
+        f"away (for example `mv {path} {path}.broken`) and start the node again to rebuild it",
+        str(path),
+    )
+
+
+def _refuse_foreign(connection: sqlite3.Connection, path: Path, latest: int) -> None:
+    """Refuse, without writing anything, a file that is damaged, someone else's, or newer than us."""
+    try:
+        objects = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise _corrupt(path, f"not a SQLite database, or a damaged one ({exc})") from exc
+    if application_id != APPLICATION_ID and (application_id != 0 or objects or version):
+        raise _corrupt(path, f"a SQLite database of another program (application_id {application_id:#x})")
+    if version > latest:
+        raise StoreTooNew(
+            f"{path}: written by a newer AuraLink (schema version {version}; this build knows up to {latest}). "
+            f"Upgrade auralink, or move the file away to start with an empty database",
+            str(path),
+            version,
+            latest,
+        )
+
+
+def _configure(connection: sqlite3.Connection, path: Path) -> None:
+    try:
+        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        connection.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.DatabaseError as exc:
+        raise _corrupt(path, f"cannot be configured ({exc})") from exc
+    if str(mode).lower() != "wal":
+        raise StoreError(
+            f"{path}: SQLite refused WAL mode (got {mode!r}); put the node home on a local disk", str(path)
+        )
+
+
+def _migrate(connection: sqlite3.Connection, path: Path, migrations: Sequence[Migration]) -> None:
+    """Apply each migration newer than the file, one transaction each, then enable foreign keys."""
+    # PRAGMA values cannot be bound parameters; every value formatted below is an int of ours.
+    connection.execute("PRAGMA foreign_keys = OFF")  # no-op inside a transaction, so set it here
+    for migration in migrations:
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                if connection.execute("PRAGMA user_version").fetchone()[0] < migration.version:
+                    for statement in _statements(migration.sql):
+                        connection.execute(statement)
+                    violations = connection.execute("PRAGMA foreign_key_check").fetchall()
+                    if violations:
+                        raise StoreError(
+                            f"{path}: migration {migration.version} ({migration.description}) "
+                            f"breaks foreign keys: {violations[:3]}",
+                            str(path),
+                        )
+                    connection.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
+                    connection.execute(f"PRAGMA user_version = {migration.version:d}")
+            except BaseException:
+                _rollback(connection)
+                raise
+            connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _rollback(connection)
+            raise StoreError(
+                f"{path}: migration {migration.version} ({migration.description}) failed: {exc}", str(path)
+            ) from exc
+    connection.execute("PRAGMA foreign_keys = ON")
+    if connection.execute("PRAGMA foreign_keys").fetchone()[0] != 1:
+        raise StoreError(f"{path}: this SQLite build does not enforce foreign keys", str(path))
