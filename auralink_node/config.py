@@ -12,19 +12,22 @@ building a new model with ``model_copy(update=...)`` and validating again.
 
 from __future__ import annotations
 
+import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from auralink._files import atomic_write
 from auralink.errors import AuralinkError, ConfigError
 from auralink.identity.handles import parse_handle
+from auralink.identity.records import MAX_LIFETIME
 from auralink.wire.address import Address
 
-__all__ = ["DEFAULT_PORT", "NodeConfig", "build_config", "load_config", "save_config"]
+__all__ = ["DEFAULT_PORT", "NodeConfig", "build_config", "load_config", "resolve_config", "save_config"]
 
 DEFAULT_PORT = 7700
 """The UDP port a node listens on unless configured otherwise."""
@@ -43,6 +46,10 @@ class NodeConfig(BaseModel):
     """Known nodes to join the mesh through, as ``HOST:PORT``."""
     mdns: bool = True
     """Find peers on the local network with mDNS."""
+    metrics: str | None = None
+    """Serve Prometheus ``/metrics`` and ``/health`` on this ``HOST:PORT`` (off by default)."""
+    record_ttl: int = Field(default=3600, ge=60, le=MAX_LIFETIME)
+    """Seconds our signed node record stays valid; it is re-signed at half-life."""
 
     @field_validator("handle")
     @classmethod
@@ -53,6 +60,18 @@ class NodeConfig(BaseModel):
     @classmethod
     def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(str(_as_value_error(Address.parse, item)) for item in value)
+
+    @field_validator("listen")
+    @classmethod
+    def _some_listen(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one listen address is needed")
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, value: str | None) -> str | None:
+        return None if value is None else str(_as_value_error(Address.parse, value))
 
     def listen_addresses(self) -> tuple[Address, ...]:
         """The listen addresses, parsed."""
@@ -94,6 +113,46 @@ def load_config(path: Path) -> NodeConfig:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}); fix or delete the file") from exc
     return build_config(values, str(path))
+
+
+_ENV_PREFIX = "AURALINK_"
+_LIST_FIELDS = {"listen", "bootstrap"}
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, info in NodeConfig.model_fields.items():
+        raw = environ.get(_ENV_PREFIX + name.upper())
+        if raw is None:
+            continue
+        if name in _LIST_FIELDS:
+            values[name] = [item.strip() for item in raw.split(",") if item.strip()]
+        elif info.annotation is bool:
+            lowered = raw.strip().lower()
+            if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ConfigError(f"${_ENV_PREFIX}{name.upper()}: {raw!r} is not a boolean (use true or false)", name)
+            values[name] = lowered in {"1", "true", "yes", "on"}
+        else:
+            values[name] = raw
+    return values
+
+
+def resolve_config(
+    path: Path, *, environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> NodeConfig:
+    """The effective config: the file, then ``AURALINK_*`` variables, then ``overrides`` (CLI flags).
+
+    Each layer is validated as it is applied, so an error names where the bad value came from.
+    """
+    config = load_config(path)
+    env = dict(os.environ if environ is None else environ)
+    from_env = _from_environment(env)
+    if from_env:
+        config = build_config({**config.model_dump(), **from_env}, "environment (AURALINK_*)")
+    flags = {key: value for key, value in (overrides or {}).items() if value is not None}
+    if flags:
+        config = build_config({**config.model_dump(), **flags}, "command line")
+    return config
 
 
 def save_config(path: Path, config: NodeConfig) -> None:

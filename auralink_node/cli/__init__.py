@@ -14,8 +14,10 @@ error (unknown flag, missing argument). With ``--json``, stdout also gets
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -31,9 +33,12 @@ except ImportError:  # pragma: no cover
 from auralink.errors import AuralinkError, ConfigError, KeystoreExists
 from auralink.identity.handles import parse_handle
 from auralink.identity.keys import AuraID, Identity
-from auralink_node.config import build_config, load_config, save_config
+from auralink.mesh.daemon import DaemonClient
+from auralink.wire import Address
+from auralink_node.config import NodeConfig, build_config, load_config, resolve_config, save_config
 from auralink_node.demo import run_demo
 from auralink_node.home import NodeHome, resolve_home
+from auralink_node.node import Node
 
 __all__ = ["app", "main"]
 
@@ -69,6 +74,8 @@ def _root(
     if not isinstance(level, int):
         raise typer.BadParameter(f"{log_level!r} is not one of debug, info, warning, error", param_hint="--log-level")
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level > logging.DEBUG:
+        logging.getLogger("quic").setLevel(logging.WARNING)  # aioquic narrates every handshake at INFO
     ctx.obj = NodeHome(resolve_home(home))
 
 
@@ -212,6 +219,127 @@ def id_parse(
         payload = {"kind": "aura_id", "aura_id": str(aura_id), "public_key": aura_id.public_key.hex()}
         lines = [f"aura_id:    {aura_id}", f"public_key: {aura_id.public_key.hex()}"]
     _emit(as_json, payload, lines)
+
+
+ListenOpt = Annotated[
+    list[str] | None,
+    typer.Option("--listen", help="UDP HOST:PORT to listen on (repeatable; port 0 picks one).", metavar="HOST:PORT"),
+]
+
+
+@app.command()
+def up(  # noqa: PLR0917 - typer maps each option to a parameter
+    ctx: typer.Context,
+    listen: ListenOpt = None,
+    bootstrap: Annotated[
+        list[str] | None,
+        typer.Option("--bootstrap", help="Known node to join through (repeatable).", metavar="HOST:PORT"),
+    ] = None,
+    metrics: Annotated[
+        str | None, typer.Option("--metrics", help="Serve Prometheus /metrics and /health here.", metavar="HOST:PORT")
+    ] = None,
+    passphrase_file: PassphraseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the node in the foreground until SIGINT or SIGTERM (logs go to stderr)."""
+    home = _home(ctx)
+    config = resolve_config(
+        home.config_path, overrides={"listen": listen or None, "bootstrap": bootstrap or None, "metrics": metrics}
+    )
+    if logging.getLogger().level > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)
+    asyncio.run(_run_daemon(home, config, _read_passphrase(passphrase_file), as_json))
+
+
+async def _run_daemon(home: NodeHome, config: NodeConfig, passphrase: bytes | None, as_json: bool) -> None:
+    async with Node(home, config, passphrase=passphrase) as node:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, node.stop)
+        ready = {
+            "event": "ready",
+            "aura_id": str(node.aura_id),
+            "listen": [str(a) for a in node.listen_addresses],
+            "control_socket": str(home.root / "node.sock"),
+        }
+        _emit(as_json, ready, [f"node {node.aura_id} up on {', '.join(ready['listen'])}"])
+        sys.stdout.flush()
+        await node.run_until_stopped()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def _daemon_call(
+    ctx: typer.Context, method: str, path: str, body: dict[str, Any] | None = None, timeout: float | None = None
+) -> Any:
+    async def call() -> Any:
+        async with DaemonClient(_home(ctx).root / "node.sock") as client:
+            return await client.request(method, path, body, timeout=timeout)
+
+    return asyncio.run(call())
+
+
+@app.command()
+def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Show the running daemon's identity, addresses and peer count."""
+    info = _daemon_call(ctx, "GET", "/v1/status")
+    _emit(
+        as_json,
+        info,
+        [
+            f"aura_id:  {info['aura_id']}",
+            f"handle:   {info['handle'] or '(none)'}",
+            f"listen:   {', '.join(info['listen'])}",
+            f"peers:    {info['peers']}",
+            f"uptime:   {info['uptime_s']:.0f} s",
+        ],
+    )
+
+
+@app.command()
+def peers(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List the peers the daemon knows, connected ones first."""
+    info = _daemon_call(ctx, "GET", "/v1/peers")
+    lines = [
+        f"{'*' if p['connected'] else ' '} {p['aura_id']}  {p['address'] or '-':<22} "
+        f"rtt {p['rtt_ms'] if p['rtt_ms'] is not None else '-'} ms"
+        for p in info["peers"]
+    ] or ["no peers yet"]
+    _emit(as_json, info, lines)
+
+
+@app.command()
+def ping(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="AuraID (or @handle once discovery exists) to ping.")],
+    addr: Annotated[
+        list[str] | None, typer.Option("--addr", help="Address of the target (repeatable).", metavar="HOST:PORT")
+    ] = None,
+    count: Annotated[int, typer.Option("--count", min=1, max=10_000, help="Pings to send.")] = 4,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ping a peer through the daemon and report round-trip times."""
+    if not target.strip().startswith("@"):
+        AuraID.parse(target)  # a typo fails here, before the daemon is asked
+    for item in addr or []:
+        Address.parse(item)
+    body = {"target": target.strip(), "addresses": addr or [], "count": count}
+    result = _daemon_call(ctx, "POST", "/v1/ping", body, timeout=30.0 + 5.0 * count)
+    rtt = result["rtt_ms"]
+    _emit(
+        as_json,
+        result,
+        [
+            f"ping {result['target'][:10]}... at {result['address']}: {result['received']}/{result['sent']} answered",
+            "rtt ms: " + "  ".join(f"{k} {_ms(rtt[k])}" for k in ("p50", "p99", "min", "max")),
+        ],
+    )
+    if result["received"] == 0:
+        raise typer.Exit(1)
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:.3f}" if value is not None else "-"
 
 
 @app.command()

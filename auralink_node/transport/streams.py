@@ -27,7 +27,6 @@ Errors keep "closed" apart from "broken": reading after the peer's clean end of 
 from __future__ import annotations
 
 import asyncio
-import enum
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -40,6 +39,7 @@ from auralink.errors import (
 )
 from auralink.identity import AuraID
 from auralink.wire import Buffer, Frame, FrameDecoder, push_frame
+from auralink.wire.codes import ErrorCode
 
 if TYPE_CHECKING:
     from auralink_node.transport.connection import PeerConnection
@@ -57,20 +57,6 @@ MAX_PROTOCOL_NAME = 64
 """Longest stream protocol name, in bytes."""
 _HEADER_FRAME_TYPE = 0x01
 _HEADER_MAX = MAX_PROTOCOL_NAME + 16
-
-
-class ErrorCode(enum.IntEnum):
-    """Application error codes in QUIC ``CONNECTION_CLOSE`` and ``RESET_STREAM`` frames."""
-
-    NO_ERROR = 0x0
-    INTERNAL_ERROR = 0x1
-    PROTOCOL_VIOLATION = 0x2
-    PROTOCOL_UNSUPPORTED = 0x3
-    IDENTITY_MISMATCH = 0x10
-    NO_CLIENT_CERTIFICATE = 0x11
-    HANDSHAKE_TIMEOUT = 0x12
-    SHUTDOWN = 0x13
-    CANCELLED = 0x14
 
 
 def validate_protocol_name(name: str) -> str:

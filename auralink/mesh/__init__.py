@@ -1,0 +1,270 @@
+"""The mesh from an app's point of view: ``async with auralink.connect() as mesh``.
+
+Theory of operation
+-------------------
+:func:`connect` gives a :class:`Mesh` for a node home. If a daemon (``auralink-node up``) serves
+that home, the mesh is a client of its control socket: JSON calls over HTTP, and streams proxied
+through HTTP upgrades (:mod:`auralink.mesh.daemon`). Otherwise it starts an embedded node in this
+process; that is the one place the SDK imports ``auralink_node``, lazily. Apps see the same
+operations, the same :class:`~auralink.mesh.stream.Stream` interface and the same exceptions on
+both back ends; the test suite runs the same scenarios against both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from auralink.errors import AuralinkError, ConfigError, ConnectionError_, RemoteProtocolError
+from auralink.identity import AuraID
+from auralink.mesh.daemon import DaemonClient, DaemonUnavailable, ProxyStream
+from auralink.mesh.stream import Stream, StreamHandler
+from auralink.wire import Address, Buffer, FrameDecoder
+from auralink.wire import proxy as wire
+
+__all__ = ["Mesh", "MeshIdentity", "PeerInfo", "Stream", "StreamHandler", "connect"]
+
+logger = logging.getLogger(__name__)
+
+Backend = Literal["auto", "embedded", "daemon"]
+
+
+@dataclass(frozen=True, slots=True)
+class MeshIdentity:
+    """Who this mesh endpoint is."""
+
+    aura_id: AuraID
+    """The node's AuraID."""
+    handle: str | None
+    """Its handle, if configured."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    """An authenticated connection to a peer."""
+
+    aura_id: AuraID
+    """The peer's proven AuraID."""
+    address: Address
+    """Where the connection goes."""
+
+
+def _home(home: Path | str | None) -> Path:
+    if home:
+        return Path(home).expanduser()
+    if os.environ.get("AURALINK_HOME"):
+        return Path(os.environ["AURALINK_HOME"]).expanduser()
+    return Path.home() / ".auralink"
+
+
+def _target(target: AuraID | str) -> AuraID:
+    return target if isinstance(target, AuraID) else AuraID.parse(target)
+
+
+class Mesh:
+    """Operations on the mesh; obtained from :func:`connect`."""
+
+    backend: str
+    identity: MeshIdentity
+
+    async def dial(self, target: AuraID | str, addresses: Sequence[Address | str] = ()) -> PeerInfo:
+        """Connect to ``target`` (authenticated by its AuraID)."""
+        raise NotImplementedError
+
+    async def open_stream(self, target: AuraID | str, protocol: str, addresses: Sequence[Address | str] = ()) -> Stream:
+        """Open a ``protocol`` stream to ``target``, connecting first if needed."""
+        raise NotImplementedError
+
+    async def serve(self, protocol: str, handler: StreamHandler) -> None:
+        """Serve incoming ``protocol`` streams with ``handler`` until the mesh closes."""
+        raise NotImplementedError
+
+    async def ping(
+        self, target: AuraID | str, addresses: Sequence[Address | str] = (), *, count: int = 1
+    ) -> dict[str, Any]:
+        """Ping ``target``; returns ``{"target", "sent", "received", "rtt_ms": {...}}``."""
+        raise NotImplementedError
+
+    async def status(self) -> dict[str, Any]:
+        """The node's status."""
+        raise NotImplementedError
+
+
+class _EmbeddedMesh(Mesh):
+    backend = "embedded"
+
+    def __init__(self, node: Any) -> None:
+        self._node = node
+        self.identity = MeshIdentity(node.aura_id, node.config.handle)
+
+    async def dial(self, target: AuraID | str, addresses: Sequence[Address | str] = ()) -> PeerInfo:
+        conn = await self._node.connect(_target(target), [Address.parse(str(a)) for a in addresses])
+        return PeerInfo(conn.peer, conn.remote)
+
+    async def open_stream(self, target: AuraID | str, protocol: str, addresses: Sequence[Address | str] = ()) -> Stream:
+        stream: Stream = await self._node.open_stream(
+            _target(target), protocol, [Address.parse(str(a)) for a in addresses]
+        )
+        return stream
+
+    async def serve(self, protocol: str, handler: StreamHandler) -> None:
+        self._node.serve(protocol, handler)
+
+    async def ping(
+        self, target: AuraID | str, addresses: Sequence[Address | str] = (), *, count: int = 1
+    ) -> dict[str, Any]:
+        report = await self._node.ping(_target(target), [Address.parse(str(a)) for a in addresses], count=count)
+        result: dict[str, Any] = report.as_dict()
+        return result
+
+    async def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._node.status()
+        return result
+
+
+class _DaemonMesh(Mesh):
+    backend = "daemon"
+
+    def __init__(self, client: DaemonClient, status: dict[str, Any], tasks: asyncio.TaskGroup) -> None:
+        self._client = client
+        self._tasks = tasks
+        self._workers: set[asyncio.Task[None]] = set()
+        self.identity = MeshIdentity(AuraID.parse(status["aura_id"]), status.get("handle"))
+
+    def _spawn(self, coro: Any) -> None:
+        task = self._tasks.create_task(coro)
+        self._workers.add(task)
+        task.add_done_callback(self._workers.discard)
+
+    def cancel_workers(self) -> None:
+        for task in list(self._workers):
+            task.cancel()
+
+    async def dial(self, target: AuraID | str, addresses: Sequence[Address | str] = ()) -> PeerInfo:
+        body = await self._client.request(
+            "POST",
+            "/v1/connect",
+            {
+                "aura_id": str(_target(target)),
+                "addresses": [str(a) for a in addresses],
+            },
+        )
+        return PeerInfo(AuraID.parse(body["aura_id"]), Address.parse(body["address"]))
+
+    async def open_stream(self, target: AuraID | str, protocol: str, addresses: Sequence[Address | str] = ()) -> Stream:
+        return await self._client.open_stream(_target(target), protocol, tuple(str(a) for a in addresses))
+
+    async def serve(self, protocol: str, handler: StreamHandler) -> None:
+        reader, writer, early = await self._client.listen(protocol)
+        self._spawn(self._listen(protocol, handler, reader, writer, early))
+
+    async def _listen(
+        self,
+        protocol: str,
+        handler: StreamHandler,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        early: bytes,
+    ) -> None:
+        decoder = FrameDecoder(max_size=wire.MAX_PROXY_FRAME)
+        decoder.feed(early)
+        try:
+            while True:
+                frame = decoder.next_frame()
+                if frame is None:
+                    data = await reader.read(65536)
+                    if not data:
+                        logger.warning("the daemon closed the listener for %s", protocol)
+                        return
+                    decoder.feed(data)
+                    continue
+                if frame.type != wire.INCOMING:
+                    raise RemoteProtocolError(f"unexpected listener frame type {frame.type}")
+                buf = Buffer(frame.payload)
+                ticket = buf.pull_varint()
+                peer = AuraID(buf.pull_bytes(AuraID.SIZE))
+                self._spawn(self._run_handler(ticket, protocol, peer, handler))
+        finally:
+            writer.close()
+
+    async def _run_handler(self, ticket: int, protocol: str, peer: AuraID, handler: StreamHandler) -> None:
+        try:
+            stream: ProxyStream = await self._client.accept(ticket, protocol, peer)
+        except AuralinkError as exc:
+            logger.info("could not claim incoming %s stream: %s", protocol, exc)
+            return
+        try:
+            await handler(stream)
+        except ConnectionError_ as exc:
+            logger.debug("stream %r ended: %s", stream, exc)
+        except Exception:  # an app's handler bug must not end the mesh; log it loudly
+            logger.exception("handler for %s failed", protocol)
+            stream.reset()
+
+    async def ping(
+        self, target: AuraID | str, addresses: Sequence[Address | str] = (), *, count: int = 1
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._client.request(
+            "POST",
+            "/v1/ping",
+            {"target": str(target), "addresses": [str(a) for a in addresses], "count": count},
+            timeout=30.0 + count * 5.0,
+        )
+        return result
+
+    async def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._client.request("GET", "/v1/status")
+        return result
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    home: Path | str | None = None,
+    *,
+    backend: Backend = "auto",
+    listen: Sequence[str] | None = None,
+    passphrase: bytes | None = None,
+) -> AsyncIterator[Mesh]:
+    """The mesh of node home ``home`` (default: ``$AURALINK_HOME`` or ``~/.auralink``).
+
+    With ``backend="auto"`` a running daemon for the home is used if there is one; otherwise an
+    embedded node starts in this process (``listen`` and ``passphrase`` apply to it only).
+    """
+    root = _home(home)
+    socket_path = root / "node.sock"
+    if backend in ("auto", "daemon"):
+        client = DaemonClient(socket_path)
+        try:
+            status = await client.request("GET", "/v1/status")
+        except DaemonUnavailable:
+            await client.aclose()
+            if backend == "daemon":
+                raise
+        else:
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    mesh = _DaemonMesh(client, status, tasks)
+                    try:
+                        yield mesh
+                    finally:
+                        mesh.cancel_workers()
+            finally:
+                await client.aclose()
+            return
+    if listen is not None and not listen:
+        raise ConfigError("listen needs at least one HOST:PORT", "listen")
+    # The SDK's one import of the node package, lazily, only to start an embedded node.
+    from auralink_node.config import resolve_config  # noqa: PLC0415
+    from auralink_node.home import NodeHome  # noqa: PLC0415
+    from auralink_node.node import Node  # noqa: PLC0415
+
+    node_home = NodeHome(root)
+    config = resolve_config(node_home.config_path, overrides={"listen": list(listen) if listen else None})
+    async with Node(node_home, config, passphrase=passphrase, control_api=False) as node:
+        yield _EmbeddedMesh(node)

@@ -1,0 +1,71 @@
+"""The stream interface apps program against, whichever back end carries the stream.
+
+:class:`Stream` is a structural protocol: the embedded node's ``MeshStream`` and the daemon
+back end's :class:`~auralink.mesh.proxy.ProxyStream` both satisfy it, so an app's handler and its
+client code run unchanged on either. The semantics follow asyncio streams: ``read`` returns
+``b""`` at the peer's clean end; ``write`` queues and ``drain`` waits for room (backpressure);
+``write_eof`` ends our side; ``reset`` abandons both sides; errors are the
+:class:`~auralink.errors.ConnectionError_` family.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from auralink.identity import AuraID
+
+__all__ = ["Stream", "StreamHandler"]
+
+
+@runtime_checkable
+class Stream(Protocol):
+    """A bidirectional byte stream to a peer, speaking one protocol."""
+
+    @property
+    def peer(self) -> AuraID | None:
+        """The verified AuraID at the other end."""
+        ...
+
+    protocol: str
+
+    async def read(self, n: int = 65536) -> bytes:
+        """Up to ``n`` bytes; ``b""`` at the peer's clean end of stream."""
+        ...
+
+    async def readexactly(self, n: int) -> bytes:
+        """Exactly ``n`` bytes, or :class:`~auralink.errors.ConnectionBroken`."""
+        ...
+
+    async def read_all(self, limit: int) -> bytes:
+        """Everything until the end of stream, at most ``limit`` bytes."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes for sending."""
+        ...
+
+    async def drain(self) -> None:
+        """Wait for room to write (backpressure)."""
+        ...
+
+    async def send(self, data: bytes) -> None:
+        """``write`` then ``drain``."""
+        ...
+
+    def write_eof(self) -> None:
+        """End our side of the stream."""
+        ...
+
+    def reset(self, error_code: int = ...) -> None:
+        """Abandon the stream."""
+        ...
+
+    async def aclose(self) -> None:
+        """End our side and wait until it is delivered."""
+        ...
+
+
+class StreamHandler(Protocol):
+    """Serves one incoming stream."""
+
+    async def __call__(self, stream: Stream) -> None: ...

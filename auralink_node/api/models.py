@@ -1,0 +1,176 @@
+"""Request and response models of the control API; the OpenAPI schema is generated from them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from auralink.errors import AuralinkError
+from auralink.identity import AuraID, parse_handle
+from auralink.wire import Address
+
+__all__ = [
+    "ConnectRequest",
+    "ConnectResponse",
+    "Health",
+    "PathModel",
+    "PeerModel",
+    "PeersResponse",
+    "PingRequest",
+    "PingResponse",
+    "RecordModel",
+    "RecordsResponse",
+    "RttModel",
+    "StatusResponse",
+]
+
+
+def _aura_id(value: str) -> str:
+    try:
+        return str(AuraID.parse(value))
+    except AuralinkError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _addresses(values: list[str]) -> list[str]:
+    out = []
+    for value in values:
+        try:
+            out.append(str(Address.parse(value)))
+        except AuralinkError as exc:
+            raise ValueError(str(exc)) from exc
+    return out
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Health(_Model):
+    """Liveness."""
+
+    status: str
+    aura_id: str
+
+
+class StatusResponse(_Model):
+    """What ``auralink-node status`` shows."""
+
+    aura_id: str
+    handle: str | None
+    listen: list[str]
+    addresses: list[str]
+    observed: list[str]
+    peers: int
+    protocols: list[str]
+    version: str
+    uptime_s: float
+    record_seq: int
+
+
+class PathModel(_Model):
+    """Measurements of one path to a peer."""
+
+    path: str
+    rtt_ms: float | None
+    samples: int
+
+
+class PeerModel(_Model):
+    """A peer the node knows."""
+
+    aura_id: str
+    handle: str | None
+    connected: bool
+    address: str | None
+    rtt_ms: float | None
+    addresses: list[str]
+    paths: list[PathModel]
+    first_seen: float
+    last_seen: float
+    connects: int
+    failures: int
+
+
+class PeersResponse(_Model):
+    """Every peer the node knows, connected ones first."""
+
+    peers: list[PeerModel]
+
+
+class ConnectRequest(_Model):
+    """Connect to a peer by AuraID, optionally at given addresses."""
+
+    aura_id: str
+    addresses: list[str] = Field(default_factory=list, max_length=16)
+
+    _check_id = field_validator("aura_id")(_aura_id)
+    _check_addresses = field_validator("addresses")(_addresses)
+
+
+class ConnectResponse(_Model):
+    """The authenticated connection."""
+
+    aura_id: str
+    address: str
+    alpn: str | None
+    rtt_ms: float | None
+
+
+class PingRequest(_Model):
+    """Ping a peer."""
+
+    target: str
+    addresses: list[str] = Field(default_factory=list, max_length=16)
+    count: int = Field(default=1, ge=1, le=10_000)
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        if value.startswith("@"):
+            try:
+                return parse_handle(value)
+            except AuralinkError as exc:
+                raise ValueError(str(exc)) from exc
+        return _aura_id(value)
+
+    _check_addresses = field_validator("addresses")(_addresses)
+
+
+class RttModel(_Model):
+    """Round-trip times in milliseconds."""
+
+    p50: float | None
+    p99: float | None
+    min: float | None
+    max: float | None
+    mean: float | None
+
+
+class PingResponse(_Model):
+    """The outcome of a ping run."""
+
+    target: str
+    address: str
+    sent: int
+    received: int
+    rtt_ms: RttModel
+
+
+class RecordModel(_Model):
+    """A verified node record."""
+
+    aura_id: str
+    seq: int
+    issued_at: int
+    expires_at: int
+    addresses: list[str]
+    relays: list[str]
+    protocols: list[str]
+    encoded: str = Field(description="the signed record, hex")
+
+
+class RecordsResponse(_Model):
+    """Our own record and every valid record the node holds."""
+
+    own: RecordModel
+    known: list[RecordModel]

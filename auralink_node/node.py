@@ -1,0 +1,446 @@
+"""The node: one identity, one QUIC endpoint, the built-in protocols, the store and the APIs.
+
+Theory of operation
+-------------------
+:class:`Node` is an async context manager. Its constructor opens nothing; ``async with`` loads
+the key, opens ``node.db``, binds the UDP sockets and starts every service under one
+:class:`asyncio.TaskGroup`: the control API on ``<home>/node.sock`` (when enabled), the metrics
+endpoint (when configured), and the task that re-signs our node record at half its lifetime.
+Leaving the block closes every connection and stops every task; nothing outlives the node.
+
+Each authenticated connection runs identify once (the dialler asks, the acceptor answers): the
+peer's signed record and the address it observed for us go into the store and the record book.
+Applications use :meth:`connect`, :meth:`open_stream`, :meth:`ping` and :meth:`serve`, the same
+operations the control API offers to the CLI and to SDK apps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from auralink import __version__
+from auralink.errors import AuralinkError, ConfigError, ConnectionError_, KeystoreError
+from auralink.identity import AuraID, Identity, NodeRecord, RecordBook
+from auralink.wire import Address
+from auralink_node.api.metrics_server import MetricsServer
+from auralink_node.api.server import ControlServer
+from auralink_node.config import NodeConfig
+from auralink_node.home import NodeHome
+from auralink_node.metrics import NodeMetrics
+from auralink_node.protocols import identify, ping
+from auralink_node.store import NodeStore, direct_path
+from auralink_node.transport import Endpoint, MeshStream, PeerConnection, ProtocolRouter, StreamHandler
+from auralink_node.transport.endpoint import TransportConfig
+from auralink_node.transport.interfaces import expand_unspecified
+
+__all__ = ["Node", "PingReport"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PingReport:
+    """The outcome of :meth:`Node.ping`."""
+
+    target: AuraID
+    """Who was pinged."""
+    address: Address
+    """The address the connection uses."""
+    sent: int
+    """Pings sent."""
+    rtts: tuple[float, ...]
+    """Round-trip times of the pings answered, in seconds."""
+
+    @property
+    def received(self) -> int:
+        """Pongs received."""
+        return len(self.rtts)
+
+    def percentile_ms(self, q: float) -> float | None:
+        """The ``q``-th percentile RTT in milliseconds (nearest rank), or None if nothing came back."""
+        if not self.rtts:
+            return None
+        ordered = sorted(self.rtts)
+        rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+        return ordered[rank] * 1000
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as the CLI and API print it."""
+        ms = [r * 1000 for r in self.rtts]
+        return {
+            "target": str(self.target),
+            "address": str(self.address),
+            "sent": self.sent,
+            "received": self.received,
+            "rtt_ms": {
+                "p50": self.percentile_ms(50),
+                "p99": self.percentile_ms(99),
+                "min": min(ms) if ms else None,
+                "max": max(ms) if ms else None,
+                "mean": statistics.fmean(ms) if ms else None,
+            },
+        }
+
+
+class _MetricsObserver:
+    """Feeds the endpoint's reports into the node's Prometheus registry."""
+
+    def __init__(self, metrics: NodeMetrics) -> None:
+        self._metrics = metrics
+
+    def connection_opened(self, direction: str) -> None:
+        self._metrics.connection_opened("outbound" if direction == "outbound" else "inbound")
+
+    def connection_failed(self, direction: str, reason: str) -> None:
+        self._metrics.connection_failed("outbound" if direction == "outbound" else "inbound")
+        mapped = {"identity_mismatch": "identity_mismatch", "timeout": "timeout"}.get(reason, "other")
+        self._metrics.handshake_failed(mapped)  # type: ignore[arg-type]
+
+    def connection_closed(self) -> None:
+        self._metrics.connection_closed()
+
+    def bytes_transferred(self, direction: str, nbytes: int) -> None:
+        if direction == "sent":
+            self._metrics.bytes_sent(nbytes)
+        else:
+            self._metrics.bytes_received(nbytes)
+
+    def datagram_dropped(self, reason: str) -> None:
+        self._metrics.datagram_dropped(reason)  # type: ignore[arg-type]
+
+    def stream_opened(self, protocol: str) -> None:
+        self._metrics.stream_opened(protocol)
+
+    def stream_refused(self, protocol: str) -> None:
+        self._metrics.datagram_dropped("unknown_peer" if not protocol else "other")
+
+
+class Node:
+    """An AuraLink node. Use ``async with Node(home, config) as node:``."""
+
+    def __init__(
+        self,
+        home: NodeHome,
+        config: NodeConfig,
+        *,
+        passphrase: bytes | None = None,
+        control_api: bool = True,
+        transport: TransportConfig | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.home = home
+        self.config = config
+        self._passphrase = passphrase
+        self._control_api = control_api
+        self._transport_config = transport
+        self._wall_clock = wall_clock
+        self.router = ProtocolRouter()
+        self.book = RecordBook()
+        self.observed: Counter[Address] = Counter()
+        """How many peers reported seeing us at each address (identify)."""
+        self._identity: Identity | None = None
+        self._endpoint: Endpoint | None = None
+        self._store: NodeStore | None = None
+        self._metrics: NodeMetrics | None = None
+        self._record: NodeRecord | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._started_at = 0.0
+        self._identified: dict[AuraID, asyncio.Future[identify.PeerInfo]] = {}
+        self.router.register(ping.PING_PROTOCOL, ping.serve_ping)
+        self.router.register(identify.IDENTIFY_PROTOCOL, self._serve_identify)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def __aenter__(self) -> Node:
+        keystore = self.home.keystore()
+        if not keystore.exists():
+            raise KeystoreError(f"no identity in {self.home.root}; create one with `auralink-node init`")
+        self._identity = keystore.load(self._passphrase)
+        self._started_at = self._wall_clock()
+        self._store = NodeStore.open(self.home.root / "node.db")
+        self._metrics = NodeMetrics(self._identity.aura_id, __version__)
+        try:
+            self._endpoint = Endpoint(
+                self._identity,
+                self.config.listen_addresses(),
+                config=self._transport_config,
+                router=self.router,
+                observer=_MetricsObserver(self._metrics),
+                wall_clock=self._wall_clock,
+            )
+            await self._endpoint.__aenter__()
+        except OSError as exc:
+            self._store.close()
+            raise ConfigError(f"cannot listen on {', '.join(self.config.listen)}: {exc.strerror}", "listen") from exc
+        self._endpoint.on_connection_ready(self._connection_ready)
+        self._resign()
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        self._spawn(self._refresh_record())
+        try:
+            await self._start_services()
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        logger.info("node %s listening on %s", self.aura_id, ", ".join(map(str, self.listen_addresses)))
+        return self
+
+    async def _start_services(self) -> None:
+        assert self._tasks is not None
+        if self._control_api:
+            server = ControlServer(self, self.home.root / "node.sock")
+            await server.start()
+            self._spawn(server.serve_until(self._stopping))
+        if self.config.metrics:
+            metrics = MetricsServer(self, Address.parse(self.config.metrics))
+            await metrics.start()
+            self._spawn(metrics.serve_until(self._stopping))
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stopping.set()
+        tasks, self._tasks = self._tasks, None
+        try:
+            if self._endpoint is not None:
+                await self._endpoint.__aexit__(None, None, None)
+            if tasks is not None:
+                for task in list(self._background):
+                    task.cancel()
+                await tasks.__aexit__(None, None, None)
+        finally:
+            for waiter in self._identified.values():
+                waiter.cancel()
+            if self._store is not None:
+                self._store.close()
+            logger.info("node stopped")
+
+    def _spawn(self, coro: Any) -> None:
+        """Run ``coro`` as a service of this node; it is cancelled when the node stops."""
+        assert self._tasks is not None, "node not started"
+        task = self._tasks.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def stop(self) -> None:
+        """Ask a node that is running :meth:`run_until_stopped` to stop."""
+        self._stopping.set()
+
+    async def run_until_stopped(self) -> None:
+        """Serve until :meth:`stop` is called (the CLI calls it on SIGINT and SIGTERM)."""
+        await self._stopping.wait()
+
+    # -- identity and addresses -----------------------------------------------------------
+    @property
+    def identity(self) -> Identity:
+        """This node's key."""
+        assert self._identity is not None, "node not started"
+        return self._identity
+
+    @property
+    def aura_id(self) -> AuraID:
+        """This node's AuraID."""
+        return self.identity.aura_id
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The QUIC endpoint."""
+        assert self._endpoint is not None, "node not started"
+        return self._endpoint
+
+    @property
+    def store(self) -> NodeStore:
+        """The node database."""
+        assert self._store is not None, "node not started"
+        return self._store
+
+    @property
+    def metrics(self) -> NodeMetrics:
+        """The node's Prometheus registry."""
+        assert self._metrics is not None, "node not started"
+        return self._metrics
+
+    @property
+    def listen_addresses(self) -> list[Address]:
+        """The UDP addresses actually bound."""
+        return self.endpoint.local_addresses
+
+    def advertised_addresses(self) -> list[Address]:
+        """The concrete addresses we publish: bound ones, with ``0.0.0.0``/``::`` expanded."""
+        out: list[Address] = []
+        for bound in self.listen_addresses:
+            out.extend(a for a in expand_unspecified(bound) if a not in out)
+        return out[:16]
+
+    @property
+    def record(self) -> NodeRecord:
+        """Our current signed node record."""
+        assert self._record is not None, "node not started"
+        return self._record
+
+    def _resign(self) -> None:
+        now = self._wall_clock()
+        self._record = NodeRecord.create(
+            self.identity,
+            seq=int(now * 1000),  # milliseconds: grows across restarts without keeping state
+            issued_at=int(now),
+            expires_at=int(now) + self.config.record_ttl,
+            addresses=self.advertised_addresses(),
+            protocols=self.router.protocols,
+        )
+        self.book.put(self._record, now)
+
+    async def _refresh_record(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.record_ttl / 2)
+            self._resign()
+
+    def uptime(self) -> float:
+        """Seconds since the node started."""
+        return self._wall_clock() - self._started_at
+
+    # -- connections --------------------------------------------------------------------------
+    def _connection_ready(self, conn: PeerConnection) -> None:
+        assert conn.peer is not None
+        now = self._wall_clock()
+        self.store.peer_seen(conn.peer, now)
+        self.store.peer_connected(conn.peer, now)
+        self.store.address_seen(conn.peer, conn.remote, "dialed" if conn.is_client else "observed", now, success=True)
+        waiter = asyncio.get_running_loop().create_future()
+        self._identified[conn.peer] = waiter
+        if conn.is_client and self._tasks is not None:
+            self._spawn(self._identify(conn, waiter))
+
+    async def _identify(self, conn: PeerConnection, waiter: asyncio.Future[identify.PeerInfo]) -> None:
+        try:
+            stream = await conn.open_stream(identify.IDENTIFY_PROTOCOL)
+            info = await identify.exchange(stream, self.record, self._wall_clock(), initiator=True)
+        except AuralinkError as exc:  # the peer misbehaved or went away: end its connection, not the node
+            logger.info("identify with %s failed: %s", conn, exc)
+            if not waiter.done():
+                waiter.set_exception(exc)
+                waiter.exception()
+            return
+        self._learn(conn, info, waiter)
+
+    async def _serve_identify(self, stream: MeshStream) -> None:
+        info = await identify.exchange(stream, self.record, self._wall_clock(), initiator=False)
+        assert stream.peer is not None
+        self._learn(stream.connection, info, self._identified.get(stream.peer))
+
+    def _learn(
+        self, conn: PeerConnection, info: identify.PeerInfo, waiter: asyncio.Future[identify.PeerInfo] | None
+    ) -> None:
+        now = self._wall_clock()
+        try:
+            self.book.put(info.record, now)
+        except AuralinkError as exc:  # stale or equal records are fine; the peer's is verified already
+            logger.debug("record from %s not stored: %s", conn, exc)
+        self.store.peer_seen(info.record.aura_id, now, record=info.record.encode())
+        for address in info.record.addresses:
+            self.store.address_seen(info.record.aura_id, address, "record", now)
+        self.observed[info.observed] += 1
+        if waiter is not None and not waiter.done():
+            waiter.set_result(info)
+
+    async def connect(self, peer: AuraID, addresses: Sequence[Address] = ()) -> PeerConnection:
+        """An authenticated connection to ``peer``, via ``addresses`` or the addresses we know for it."""
+        known = list(addresses) or self.known_addresses(peer)
+        try:
+            return await self.endpoint.connect(peer, known)
+        except ConnectionError_:
+            self.store.peer_failed(peer, self._wall_clock())
+            raise
+
+    def known_addresses(self, peer: AuraID) -> list[Address]:
+        """Addresses we have for ``peer``: its record first, then what the store remembers."""
+        record = self.book.node(peer, self._wall_clock())
+        out = list(record.addresses) if record else []
+        for row in self.store.addresses(peer):
+            address = Address.parse(row.address)
+            if address not in out:
+                out.append(address)
+        return out
+
+    async def open_stream(self, peer: AuraID, protocol: str, addresses: Sequence[Address] = ()) -> MeshStream:
+        """Open a ``protocol`` stream to ``peer``, connecting first if needed."""
+        conn = await self.connect(peer, addresses)
+        return await conn.open_stream(protocol)
+
+    def serve(self, protocol: str, handler: StreamHandler) -> None:
+        """Serve incoming ``protocol`` streams with ``handler``; the record lists the protocol from now on."""
+        self.router.register(protocol, handler)
+        self._resign()
+
+    def unserve(self, protocol: str) -> None:
+        """Stop serving ``protocol``."""
+        self.router.unregister(protocol)
+        self._resign()
+
+    async def ping(self, peer: AuraID, addresses: Sequence[Address] = (), *, count: int = 1) -> PingReport:
+        """Ping ``peer`` ``count`` times over the ping protocol; RTTs go to the store and metrics."""
+        conn = await self.connect(peer, addresses)
+        now = self._wall_clock
+        results = await ping.ping(conn, count, on_reply=lambda _, rtt: self.metrics.rtt_measured(rtt))
+        rtts = tuple(r for r in results if r is not None)
+        if rtts:
+            self.store.record_rtt(peer, direct_path(conn.remote), statistics.median(rtts) * 1000, now())
+        return PingReport(peer, conn.remote, count, rtts)
+
+    async def wait_identified(self, peer: AuraID) -> identify.PeerInfo:
+        """Wait until identify with ``peer`` completed on its current connection."""
+        waiter = self._identified.get(peer)
+        if waiter is None:
+            raise ConnectionError_(f"no connection to {peer.short()}")
+        return await asyncio.shield(waiter)
+
+    # -- status -------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """What ``auralink-node status`` prints."""
+        return {
+            "aura_id": str(self.aura_id),
+            "handle": self.config.handle,
+            "listen": [str(a) for a in self.listen_addresses],
+            "addresses": [str(a) for a in self.advertised_addresses()],
+            "observed": [str(a) for a, _ in self.observed.most_common(4)],
+            "peers": len({c.peer for c in self.endpoint.connections() if c.peer is not None}),
+            "protocols": self.router.protocols,
+            "version": __version__,
+            "uptime_s": round(self.uptime(), 3),
+            "record_seq": self.record.seq,
+        }
+
+    def peers(self) -> list[dict[str, Any]]:
+        """What ``auralink-node peers`` prints: every peer the store knows, live ones first."""
+        live = {c.peer: c for c in self.endpoint.connections() if c.peer is not None and c.is_ready}
+        rows: list[dict[str, Any]] = []
+        for row in self.store.peers():
+            aura_id = AuraID.parse(row.aura_id)
+            conn = live.get(aura_id)
+            paths = self.store.path_stats(row.aura_id)
+            rows.append(
+                {
+                    "aura_id": row.aura_id,
+                    "handle": row.handle,
+                    "connected": conn is not None,
+                    "address": str(conn.remote) if conn else None,
+                    "rtt_ms": round(conn.rtt * 1000, 3) if conn and conn.rtt is not None else None,
+                    "addresses": [a.address for a in self.store.addresses(row.aura_id)],
+                    "paths": [{"path": p.path, "rtt_ms": p.rtt_ewma_ms, "samples": p.samples} for p in paths],
+                    "first_seen": row.first_seen,
+                    "last_seen": row.last_seen,
+                    "connects": row.connects,
+                    "failures": row.failures,
+                }
+            )
+        rows.sort(key=lambda r: (not r["connected"], -r["last_seen"]))
+        return rows
