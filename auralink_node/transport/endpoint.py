@@ -54,7 +54,13 @@ from aioquic.quic.packet import (
 from aioquic.quic.retry import QuicRetryTokenHandler
 from aioquic.tls import SessionTicket
 
-from auralink.errors import ConnectionError_, DialFailed, LocalProtocolError, PeerIdentityMismatch
+from auralink.errors import (
+    ConnectionError_,
+    DialFailed,
+    LocalProtocolError,
+    PeerIdentityMismatch,
+    RemoteProtocolError,
+)
 from auralink.identity import AuraID, Identity
 from auralink.wire import Address
 from auralink_node.transport.connection import PeerConnection
@@ -589,6 +595,9 @@ class Endpoint:
             await handler(stream)
         except ConnectionError_ as exc:
             logger.debug("stream %r ended: %s", stream, exc)
+        except RemoteProtocolError as exc:  # the peer misbehaved: end its stream, not the node
+            logger.info("peer %s violated %s: %s", stream.peer, stream.protocol, exc)
+            stream.reset(ErrorCode.PROTOCOL_VIOLATION)
         except asyncio.CancelledError:
             stream.reset(ErrorCode.SHUTDOWN)
             raise
