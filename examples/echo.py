@@ -3,7 +3,8 @@
 Run a server and a client, each with its own node home (``auralink-node --home H init`` first)::
 
     python examples/echo.py serve --home /tmp/a --listen 127.0.0.1:7701
-    python examples/echo.py send --home /tmp/b --listen 127.0.0.1:0 --to <A's AuraID> --addr 127.0.0.1:7701 --bytes 50000000
+    python examples/echo.py send --home /tmp/b --listen 127.0.0.1:0 \\
+        --to <A's AuraID> --addr 127.0.0.1:7701 --bytes 50000000
 
 If ``auralink-node --home H up`` runs for a home, the app uses that daemon; otherwise it starts an
 embedded node. Both print one JSON object per event, including how much the process's memory
