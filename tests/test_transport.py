@@ -308,3 +308,20 @@ def test_protocol_names_are_validated() -> None:
     router.register("auralink/echo/1", echo)
     with pytest.raises(LocalProtocolError, match="already"):
         router.register("auralink/echo/1", echo)
+
+
+async def test_keepalive_holds_an_idle_connection_open(ids: list[Identity]) -> None:
+    kept = TransportConfig(idle_timeout=0.5, keepalive_interval=0.1)
+    async with Endpoint(ids[0], LOOPBACK, config=kept) as server, Endpoint(ids[1], LOOPBACK, config=kept) as client:
+        conn = await client.connect(ids[0].aura_id, server.local_addresses)
+        done, _ = await asyncio.wait([asyncio.ensure_future(conn.wait_closed())], timeout=1.5)  # 3x the idle timeout
+        assert not done and not conn.is_closed
+        assert await client.connect(ids[0].aura_id, []) is conn  # still reused
+
+
+async def test_an_idle_connection_without_keepalive_times_out(ids: list[Identity]) -> None:
+    idle = TransportConfig(idle_timeout=0.3, keepalive_interval=60)
+    async with Endpoint(ids[0], LOOPBACK, config=idle) as server, Endpoint(ids[1], LOOPBACK, config=idle) as client:
+        conn = await client.connect(ids[0].aura_id, server.local_addresses)
+        await asyncio.wait_for(conn.wait_closed(), timeout=5)
+        assert client.connection_to(ids[0].aura_id) is None
