@@ -325,3 +325,31 @@ async def test_an_idle_connection_without_keepalive_times_out(ids: list[Identity
         conn = await client.connect(ids[0].aura_id, server.local_addresses)
         await asyncio.wait_for(conn.wait_closed(), timeout=5)
         assert client.connection_to(ids[0].aura_id) is None
+
+
+async def test_reconnect_resumes_the_session_and_keeps_both_identities(
+    server: Endpoint, client: Endpoint, ids: list[Identity]
+) -> None:
+    seen: list[object] = []
+    server.on_connection_ready(lambda conn: seen.append((conn.peer, conn.session_resumed)))
+    first = await client.connect(ids[0].aura_id, server.local_addresses)
+    assert not first.session_resumed
+    first.close()
+    second = await client.connect(ids[0].aura_id, server.local_addresses)
+    assert second.session_resumed and second.peer == ids[0].aura_id
+    assert seen == [(ids[1].aura_id, False), (ids[1].aura_id, True)]
+    async with await second.open_stream(ECHO) as stream:
+        await stream.send(b"again")
+        assert await stream.readexactly(5) == b"again"
+
+
+async def test_a_ticket_the_server_forgot_falls_back_to_a_full_handshake(ids: list[Identity]) -> None:
+    router = ProtocolRouter()
+    router.register(ECHO, echo)
+    async with Endpoint(ids[1], LOOPBACK) as client:
+        async with Endpoint(ids[0], LOOPBACK, router=router) as server:
+            address = server.local_addresses
+            (await client.connect(ids[0].aura_id, address)).close()
+        async with Endpoint(ids[0], address, router=router) as restarted:  # same key and port, no tickets
+            conn = await client.connect(ids[0].aura_id, restarted.local_addresses)
+            assert conn.peer == ids[0].aura_id and not conn.session_resumed

@@ -322,6 +322,19 @@ class PeerConnection:
         self._closed.set_result(None)
         self._endpoint.connection_lost(self, error)
 
+    def proven_key(self) -> AuraID | None:
+        """The key in the peer's certificate from this handshake, if it sent one."""
+        return peer_aura_id(self._quic)
+
+    @property
+    def resuming(self) -> bool:
+        """True if this client connection offered a session ticket."""
+        return self.is_client and self._quic.configuration.session_ticket is not None
+
+    def quic_tls_request_client_certificate(self, wanted: bool) -> None:
+        """Ask (or stop asking) the client for a certificate in the handshake under way."""
+        self._quic.tls._request_client_certificate = wanted
+
     def discard(self, reason: str) -> None:
         """Forget a connection that never got going, without sending anything."""
         if self._error is None:

@@ -66,7 +66,7 @@ from auralink.wire import Address
 from auralink_node.transport.connection import PeerConnection
 from auralink_node.transport.quic import NodeQuicConnection
 from auralink_node.transport.streams import ErrorCode, MeshStream, validate_protocol_name
-from auralink_node.transport.tls import CertifiedKey, make_certificate, peer_aura_id
+from auralink_node.transport.tls import CertifiedKey, make_certificate
 
 __all__ = [
     "MESH_ALPN",
@@ -184,6 +184,7 @@ class _Socket(asyncio.DatagramProtocol):
     def __init__(self, endpoint: Endpoint) -> None:
         self._endpoint = endpoint
         self.transport: asyncio.DatagramTransport | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._addresses: dict[tuple[str, int], Address] = {}  # parsing an IP per packet is costly
 
     def _address(self, raw: Any) -> Address:
@@ -216,6 +217,10 @@ class _Socket(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         logger.debug("socket error: %s", exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
 
 
 class Endpoint:
@@ -284,7 +289,9 @@ class Endpoint:
         try:
             await tasks.__aexit__(None, None, None)
         finally:
+            closing = [sock.closed for sock in self._sockets]
             self._close_sockets()
+            await asyncio.gather(*closing)  # the port is free once this returns
 
     def _close_sockets(self) -> None:
         for sock in self._sockets:
@@ -375,22 +382,33 @@ class Endpoint:
             raise DialFailed(f"no known address for {peer.short()}; pass one or resolve the peer first")
         reasons: list[str] = []
         for address in addresses:
-            conn = self._start_client(peer, address)
             try:
-                async with asyncio.timeout(self.config.connect_timeout):
-                    await conn.wait_ready()
+                return await self._dial_address(peer, address)
             except PeerIdentityMismatch:
                 self._observer.connection_failed("outbound", "identity_mismatch")
                 raise
             except (ConnectionError_, TimeoutError) as exc:
-                if not conn.is_closed:
-                    conn._abort(ErrorCode.HANDSHAKE_TIMEOUT, "dial timed out")
                 reason = str(exc) or f"no answer from {address} within {self.config.connect_timeout:.1f} s"
                 reasons.append(f"{address}: {reason}")
                 self._observer.connection_failed("outbound", "timeout" if isinstance(exc, TimeoutError) else "error")
-                continue
-            return conn
         raise DialFailed(f"could not connect to {peer.short()}: " + "; ".join(reasons), tuple(reasons))
+
+    async def _dial_address(self, peer: AuraID, address: Address) -> PeerConnection:
+        conn = self._start_client(peer, address)
+        try:
+            async with asyncio.timeout(self.config.connect_timeout):
+                await conn.wait_ready()
+        except DialFailed:
+            if not conn.resuming:
+                raise
+            # The server refused our session ticket (it restarted, say): forget it, full handshake.
+            self._client_tickets.pop(peer, None)
+            return await self._dial_address(peer, address)
+        except TimeoutError:
+            if not conn.is_closed:
+                conn._abort(ErrorCode.HANDSHAKE_TIMEOUT, "dial timed out")
+            raise
+        return conn
 
     def _socket_for(self, address: Address) -> _Socket:
         for sock, bound in zip(self._sockets, self._bound, strict=True):
@@ -519,14 +537,14 @@ class Endpoint:
             retry_source_connection_id=retry_scid,
         )
         conn = PeerConnection(self, quic, sock, addr, expected=None, now=now)
-        quic._session_ticket_handler = lambda ticket: self._store_server_ticket(quic, ticket)
+        quic._session_ticket_handler = lambda ticket: self._store_server_ticket(conn, ticket)
         quic._session_ticket_fetcher = lambda ticket: self._fetch_server_ticket(conn, ticket)
         self._track(conn)
         self.register_cid(header.destination_cid, conn)
         return conn
 
-    def _store_server_ticket(self, quic: NodeQuicConnection, ticket: SessionTicket) -> None:
-        peer = peer_aura_id(quic)
+    def _store_server_ticket(self, conn: PeerConnection, ticket: SessionTicket) -> None:
+        peer = conn.proven_key() or conn.resumed_peer  # a resumed session proved its key earlier
         if peer is None:
             return
         self._server_tickets[ticket.ticket] = (ticket, peer)
@@ -534,10 +552,16 @@ class Endpoint:
             self._server_tickets.popitem(last=False)
 
     def _fetch_server_ticket(self, conn: PeerConnection, ticket: bytes) -> SessionTicket | None:
-        entry = self._server_tickets.pop(ticket, None)  # single use: limits 0-RTT replay
-        if entry is None:
+        # Tickets may be reused until they expire: our clients never send 0-RTT data, so there is
+        # no early data to replay (RFC 8446 section 8), and a resumed connection gets no new ticket.
+        entry = self._server_tickets.get(ticket)
+        if entry is None or not entry[0].is_valid:
             return None
+        # A resumed handshake has no certificates: the client proved its key in the session that
+        # issued the ticket. aioquic would still wait for a client Certificate if the request flag
+        # stayed set (and fail with unexpected_message), so clear it for this handshake.
         conn.resumed_peer = entry[1]
+        conn.quic_tls_request_client_certificate(False)
         return entry[0]
 
     # -- called by connections -------------------------------------------------------------------
