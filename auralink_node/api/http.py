@@ -67,10 +67,14 @@ _READ = 65536
 class ApiError(NodeError):
     """An error answered with an HTTP status and a JSON body."""
 
-    def __init__(self, status: int, message: str, kind: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, kind: str | None = None, *, headers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind or type(self).__name__
+        self.headers = headers
+        """Extra response headers, e.g. ``Allow`` on a 405."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,16 +211,18 @@ class HttpServer:
         self._connections: set[asyncio.Task[Any]] = set()
 
     def _find(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
-        allowed = False
+        allowed: list[str] = []
         for route in self.routes:
             params = route.match(path)
             if params is None:
                 continue
             if route.method == method:
                 return route, params
-            allowed = True
-        if allowed:
-            raise ApiError(405, f"{method} is not allowed on {path}", "MethodNotAllowed")
+            allowed.append(route.method)
+        if allowed:  # RFC 9110 section 15.5.6: a 405 MUST list the methods the resource supports
+            raise ApiError(
+                405, f"{method} is not allowed on {path}", "MethodNotAllowed", headers=(("allow", ", ".join(allowed)),)
+            )
         raise ApiError(404, f"no such endpoint: {path}", "NotFound")
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -305,7 +311,9 @@ class HttpServer:
                 raise ApiError(426, f"this endpoint needs `Upgrade: {route.upgrade}`", "UpgradeRequired")
             result = await route.handler(request)
         except AuralinkError as exc:
-            await self._send_error(conn, writer, _status_for(exc), getattr(exc, "kind", type(exc).__name__), str(exc))
+            extra = exc.headers if isinstance(exc, ApiError) else ()
+            kind = getattr(exc, "kind", type(exc).__name__)
+            await self._send_error(conn, writer, _status_for(exc), kind, str(exc), headers=extra)
             return None
         except Exception:  # a bug in a handler: answer 500, log it, keep serving
             logger.exception("control API handler for %s %s failed", method, split.path)
@@ -332,12 +340,19 @@ class HttpServer:
         await writer.drain()
 
     async def _send_error(
-        self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int, kind: str, message: str
+        self,
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        status: int,
+        kind: str,
+        message: str,
+        *,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         with contextlib.suppress(h11.LocalProtocolError):
-            await self._send(conn, writer, Response(status, _error_body(kind, message)))
+            await self._send(conn, writer, Response(status, _error_body(kind, message), headers=headers))
 
 
 def openapi(server: HttpServer, *, description: str) -> dict[str, Any]:

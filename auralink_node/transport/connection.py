@@ -355,8 +355,8 @@ class PeerConnection:
 
     def consumed(self, stream_id: int, nbytes: int) -> None:
         """The application read ``nbytes`` of a stream: grant the peer credit for them."""
-        self._quic.consume(stream_id, nbytes)
-        self.schedule_transmit()
+        if self._quic.consume(stream_id, nbytes):
+            self.schedule_transmit()  # only when a MAX_STREAM_DATA update is due
 
     def send_stream_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> None:
         """Queue stream data in aioquic and send soon."""

@@ -39,9 +39,13 @@ class NodeQuicConnection(QuicConnection):
         self._stream_window = stream_window
         self._consumed: dict[int, int] = {}
 
-    def consume(self, stream_id: int, nbytes: int) -> None:
-        """Record that the application read ``nbytes`` more of stream ``stream_id``."""
-        self._consumed[stream_id] = self._consumed.get(stream_id, 0) + nbytes
+    def consume(self, stream_id: int, nbytes: int) -> bool:
+        """Record that the application read ``nbytes`` more of a stream; True if new credit is due."""
+        consumed = self._consumed[stream_id] = self._consumed.get(stream_id, 0) + nbytes
+        stream = self._streams.get(stream_id)
+        if stream is None or not stream.max_stream_data_local:
+            return False
+        return stream.max_stream_data_local - consumed <= self._stream_window // 2
 
     def forget_stream(self, stream_id: int) -> None:
         """Drop the accounting of a finished stream."""
