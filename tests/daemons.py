@@ -61,6 +61,7 @@ class Daemon:
                     message = dict(json.loads(line))
                     if message.get("event") == "ready":
                         return message
+                    self.proc.wait(timeout=30)  # it is exiting with an error: let it finish its log
                     break
         finally:
             selector.close()

@@ -145,6 +145,7 @@ class ControlServer:
         self._node = node
         self.path = path
         self._server: asyncio.Server | None = None
+        self._inode = 0
         self._tickets = itertools.count(1)
         self._parked: dict[int, _Parked] = {}
         self._listeners: dict[str, _Listener] = {}
@@ -235,6 +236,7 @@ class ControlServer:
             self.path.unlink()  # left behind by a daemon that was killed
         self._server = await asyncio.start_unix_server(self.http.handle, path=str(self.path))
         os.chmod(self.path, 0o600)
+        self._inode = self.path.stat().st_ino
 
     async def serve_until(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then close the socket and every connection."""
@@ -248,7 +250,8 @@ class ControlServer:
                 parked.stream.reset(ErrorCode.SHUTDOWN)
                 parked.finish()
             with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
+                if self.path.stat().st_ino == self._inode:  # never remove a newer daemon's socket
+                    self.path.unlink()
 
     # -- JSON operations -------------------------------------------------------------------------
     async def _health(self, request: Request) -> Response:
