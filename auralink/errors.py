@@ -21,6 +21,7 @@ AuralinkError
 │   ├── RecordLifetimeTooLong   valid for longer than the protocol allows (squatting)
 │   ├── StaleRecord             a higher ``seq`` is already known (replay)
 │   ├── HandleTaken             another key holds an unexpired claim to the handle
+│   ├── ResolveFailed           no valid record says who holds a handle or where an AuraID is
 │   └── KeystoreError           the key file cannot be used
 │       ├── KeystorePermissionError  the file is readable by others (mode not 0600)
 │       ├── KeystoreCorrupt          the file is truncated or malformed
@@ -50,6 +51,9 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 __all__ = [
     "AuralinkError",
     "ConfigError",
@@ -74,17 +78,43 @@ __all__ = [
     "RecordLifetimeTooLong",
     "RecordTooLarge",
     "RemoteProtocolError",
+    "ResolveFailed",
     "SignatureError",
     "StaleRecord",
     "StreamReset",
     "UnknownFrameType",
     "UnsupportedVersion",
     "WrongPassphrase",
+    "rebuild_error",
 ]
 
 
 class AuralinkError(Exception):
     """Root of every error AuraLink raises on purpose."""
+
+    def details(self) -> dict[str, Any]:
+        """The structured attributes, JSON-ready, for carrying the error across a process boundary."""
+        return {
+            name: list(value) if isinstance(value, tuple) else value
+            for name, value in vars(self).items()
+            if not name.startswith("_") and isinstance(value, str | int | float | bool | tuple | type(None))
+        }
+
+
+def rebuild_error(kind: str, message: str, details: Mapping[str, Any]) -> AuralinkError | None:
+    """The inverse of :meth:`AuralinkError.details`: an instance of the class named ``kind``, or None.
+
+    Used where an error crossed a process boundary (the daemon's control API), so that an app sees
+    the same class, message and attributes whichever side raised it.
+    """
+    cls = globals().get(kind)
+    if not (isinstance(cls, type) and issubclass(cls, AuralinkError)):
+        return None
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    for name, value in details.items():
+        setattr(error, name, tuple(value) if isinstance(value, list) else value)
+    return error
 
 
 class LocalProtocolError(AuralinkError):
@@ -167,6 +197,14 @@ class StaleRecord(IdentityError):
 
 class HandleTaken(IdentityError):
     """Another key holds an unexpired claim to this handle."""
+
+
+class ResolveFailed(IdentityError):
+    """No valid record says who holds a handle (or where an AuraID can be reached)."""
+
+    def __init__(self, message: str, target: str | None = None) -> None:
+        super().__init__(message)
+        self.target = target
 
 
 class KeystoreError(IdentityError):

@@ -4,21 +4,22 @@
 auralink.errors.AuralinkError
 └── NodeError                     something about this node (its home, its daemon) is wrong
     ├── HomeError                 the node home directory is unusable
-    ├── DaemonNotRunning          the CLI found no daemon on the control socket
     └── StoreError                the node database cannot be used
         ├── StoreCorrupt          not SQLite, damaged, or another program's database
         └── StoreTooNew           written by a newer AuraLink
 ```
 
 Configuration problems raise :class:`auralink.errors.ConfigError` (with ``field`` set), and
-identity problems the :class:`auralink.errors.IdentityError` family, exactly as in the SDK.
+identity problems the :class:`auralink.errors.IdentityError` family, exactly as in the SDK. A
+CLI command that finds no daemon raises the SDK's
+:class:`auralink.mesh.daemon.DaemonUnavailable` (a :class:`~auralink.errors.ConnectionClosed`).
 """
 
 from __future__ import annotations
 
 from auralink.errors import AuralinkError
 
-__all__ = ["DaemonNotRunning", "HomeError", "NodeError", "StoreCorrupt", "StoreError", "StoreTooNew"]
+__all__ = ["HomeError", "NodeError", "StoreCorrupt", "StoreError", "StoreTooNew"]
 
 
 class NodeError(AuralinkError):
@@ -27,10 +28,6 @@ class NodeError(AuralinkError):
 
 class HomeError(NodeError):
     """The node home directory cannot be used."""
-
-
-class DaemonNotRunning(NodeError):
-    """No daemon answers on the control socket of this home."""
 
 
 class StoreError(NodeError):

@@ -129,7 +129,13 @@ class NodeMetrics:
             "auralink_bytes", "UDP payload bytes, sent and received.", ("direction",), registry=registry
         )
         self._streams = Counter(
-            "auralink_streams_opened", "Streams opened, by ALPN protocol.", ("protocol",), registry=registry
+            "auralink_streams_opened", "Streams opened, by stream protocol.", ("protocol",), registry=registry
+        )
+        self._streams_refused = Counter(
+            "auralink_streams_refused", "Incoming streams for protocols this node does not serve.", registry=registry
+        )
+        self._violations = Counter(
+            "auralink_protocol_violations", "Connections closed because the peer broke a protocol.", registry=registry
         )
         self._rtt = Histogram(
             "auralink_rtt_seconds",
@@ -197,10 +203,18 @@ class NodeMetrics:
         """``count`` UDP payload bytes were received."""
         self._bytes.labels(direction="received").inc(_byte_count(count))
 
+    def stream_refused(self) -> None:
+        """A peer asked for a stream protocol nobody serves here (not labelled: peers choose the name)."""
+        self._streams_refused.inc()
+
+    def protocol_violation(self) -> None:
+        """A peer broke a protocol and its connection was closed."""
+        self._violations.inc()
+
     def stream_opened(self, protocol: str) -> None:
-        """A stream was opened for the ALPN ``protocol`` (one this node serves, e.g. ``auralink/relay/1``)."""
+        """A stream was opened for ``protocol`` (a stream protocol this node serves or asked for)."""
         if not isinstance(protocol, str) or not _PROTOCOL.fullmatch(protocol):
-            raise LocalProtocolError(f"protocol {protocol!r} is not an ALPN name like 'auralink/relay/1'")
+            raise LocalProtocolError(f"protocol {protocol!r} is not a protocol name like 'auralink/relay/1'")
         self._streams.labels(protocol=protocol).inc()
 
     def rtt_measured(self, seconds: float) -> None:

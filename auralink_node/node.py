@@ -17,6 +17,7 @@ operations the control API offers to the CLI and to SDK apps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import statistics
 import time
@@ -27,8 +28,15 @@ from types import TracebackType
 from typing import Any
 
 from auralink import __version__
-from auralink.errors import AuralinkError, ConfigError, ConnectionError_, KeystoreError
-from auralink.identity import AuraID, Identity, NodeRecord, RecordBook
+from auralink.errors import (
+    AuralinkError,
+    ConfigError,
+    ConnectionError_,
+    KeystoreError,
+    RemoteProtocolError,
+    ResolveFailed,
+)
+from auralink.identity import AuraID, HandleClaim, Identity, NodeRecord, RecordBook, parse_handle
 from auralink.wire import Address
 from auralink_node.api.metrics_server import MetricsServer
 from auralink_node.api.server import ControlServer
@@ -120,7 +128,10 @@ class _MetricsObserver:
         self._metrics.stream_opened(protocol)
 
     def stream_refused(self, protocol: str) -> None:
-        self._metrics.datagram_dropped("unknown_peer" if not protocol else "other")
+        self._metrics.stream_refused()
+
+    def protocol_violation(self) -> None:
+        self._metrics.protocol_violation()
 
 
 class Node:
@@ -151,6 +162,7 @@ class Node:
         self._store: NodeStore | None = None
         self._metrics: NodeMetrics | None = None
         self._record: NodeRecord | None = None
+        self._claim: HandleClaim | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
@@ -182,6 +194,7 @@ class Node:
             self._store.close()
             raise ConfigError(f"cannot listen on {', '.join(self.config.listen)}: {exc.strerror}", "listen") from exc
         self._endpoint.on_connection_ready(self._connection_ready)
+        self._endpoint.on_connection_closed(self._connection_closed)
         self._resign()
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
@@ -298,6 +311,18 @@ class Node:
             protocols=self.router.protocols,
         )
         self.book.put(self._record, now)
+        if self.config.handle is not None:
+            self._claim = HandleClaim.create(
+                self.identity,
+                self.config.handle,
+                seq=self._record.seq,
+                issued_at=int(now),
+                expires_at=int(now) + self.config.record_ttl,
+            )
+            try:
+                self.book.put(self._claim, now)
+            except AuralinkError as exc:  # another key holds our handle in our own cache: say so
+                logger.warning("our handle %s is not ours here: %s", self.config.handle, exc)
 
     async def _refresh_record(self) -> None:
         while True:
@@ -320,11 +345,19 @@ class Node:
         if conn.is_client and self._tasks is not None:
             self._spawn(self._identify(conn, waiter))
 
+    def _connection_closed(self, conn: PeerConnection) -> None:
+        if conn.peer is not None and self.endpoint.connection_to(conn.peer) is None:
+            waiter = self._identified.pop(conn.peer, None)
+            if waiter is not None and not waiter.done():
+                waiter.cancel()
+
     async def _identify(self, conn: PeerConnection, waiter: asyncio.Future[identify.PeerInfo]) -> None:
         try:
             stream = await conn.open_stream(identify.IDENTIFY_PROTOCOL)
-            info = await identify.exchange(stream, self.record, self._wall_clock(), initiator=True)
+            info = await identify.exchange(stream, self.record, self._claim, self._wall_clock(), initiator=True)
         except AuralinkError as exc:  # the peer misbehaved or went away: end its connection, not the node
+            if isinstance(exc, RemoteProtocolError):
+                self.endpoint.protocol_violation(conn, f"identify: {exc}")
             logger.info("identify with %s failed: %s", conn, exc)
             if not waiter.done():
                 waiter.set_exception(exc)
@@ -333,7 +366,7 @@ class Node:
         self._learn(conn, info, waiter)
 
     async def _serve_identify(self, stream: MeshStream) -> None:
-        info = await identify.exchange(stream, self.record, self._wall_clock(), initiator=False)
+        info = await identify.exchange(stream, self.record, self._claim, self._wall_clock(), initiator=False)
         assert stream.peer is not None
         self._learn(stream.connection, info, self._identified.get(stream.peer))
 
@@ -345,12 +378,36 @@ class Node:
             self.book.put(info.record, now)
         except AuralinkError as exc:  # stale or equal records are fine; the peer's is verified already
             logger.debug("record from %s not stored: %s", conn, exc)
-        self.store.peer_seen(info.record.aura_id, now, record=info.record.encode())
+        handle = None
+        if info.claim is not None:
+            try:
+                self.book.put(info.claim, now)
+                handle = info.claim.handle
+            except AuralinkError as exc:  # e.g. HandleTaken: first come, first served (docs/concepts)
+                logger.warning("%s claims %s, not accepted: %s", conn, info.claim.handle, exc)
+        self.store.peer_seen(info.record.aura_id, now, handle=handle, record=info.record.encode())
         for address in info.record.addresses:
             self.store.address_seen(info.record.aura_id, address, "record", now)
         self.observed[info.observed] += 1
         if waiter is not None and not waiter.done():
             waiter.set_result(info)
+
+    def resolve(self, target: AuraID | str) -> AuraID:
+        """An AuraID from an AuraID or ``@handle``, from the records this node holds.
+
+        Raises :class:`~auralink.errors.ResolveFailed` for a handle nobody valid claims here
+        (the DHT and mDNS will widen this; today a handle is known once its holder connected).
+        """
+        if isinstance(target, AuraID):
+            return target
+        text = target.strip()
+        if not (text.startswith("@") or text.endswith(".aura")):
+            return AuraID.parse(text)
+        handle = parse_handle(text)
+        record = self.book.claim(handle, self._wall_clock())
+        if record is None:
+            raise ResolveFailed(f"cannot resolve {handle}: no valid claim is known here yet", handle)
+        return self.book.current_key(record.aura_id, self._wall_clock())
 
     async def connect(self, peer: AuraID, addresses: Sequence[Address] = ()) -> PeerConnection:
         """An authenticated connection to ``peer``, via ``addresses`` or the addresses we know for it."""
@@ -358,8 +415,23 @@ class Node:
         try:
             return await self.endpoint.connect(peer, known)
         except ConnectionError_:
-            self.store.peer_failed(peer, self._wall_clock())
+            if self.store.peer(peer) is not None:  # count failures of peers we know; strangers get no row
+                self.store.peer_failed(peer, self._wall_clock())
             raise
+
+    async def dial(self, peer: AuraID, addresses: Sequence[Address] = (), *, timeout: float = 5.0) -> PeerConnection:
+        """:meth:`connect`, then wait (at most ``timeout``) until identify has exchanged records.
+
+        Afterwards the peer's record and handle are known here. An identify that fails or times
+        out does not fail the dial: the connection is authenticated either way.
+        """
+        conn = await self.connect(peer, addresses)
+        waiter = self._identified.get(peer)
+        if waiter is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, AuralinkError):
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(waiter)
+        return conn
 
     def known_addresses(self, peer: AuraID) -> list[Address]:
         """Addresses we have for ``peer``: its record first, then what the store remembers."""

@@ -15,7 +15,7 @@ import pytest
 from aioquic.asyncio import connect as aioquic_connect
 from aioquic.quic.configuration import QuicConfiguration
 
-from auralink.errors import StreamReset
+from auralink.errors import ConnectionBroken
 from auralink.identity import AuraID, Identity
 from auralink.wire import Address
 from auralink_node.transport import Endpoint
@@ -123,15 +123,18 @@ async def test_garbage_at_a_daemon_leaves_it_serving(tmp_path: Path, daemons: li
     finally:
         raw.close()
 
-    # Malformed and oversized frames on real, authenticated streams: the daemon resets them.
+    # Oversized and malformed frames on authenticated connections: the daemon cuts the peer off.
     async with Endpoint(Identity.generate(), [Address("127.0.0.1", 0)]) as endpoint:
-        conn = await endpoint.connect(AuraID.parse(b.aura_id), [Address.parse(b.address)])
-        bad_header = await conn.open_stream("auralink/ping/1")
-        bad_header.write(b"\x01\x01\xc0\x00\x00\x00\xff\xff\xff\xff")  # a Ping frame claiming 4 GiB
-        with pytest.raises(StreamReset):
-            await asyncio.wait_for(bad_header.read(), 10)
-        raw_stream_id = conn._quic.get_next_available_stream_id()
-        conn.send_stream_data(raw_stream_id, b"\x07not a header at all", end_stream=True)
+        target, where = AuraID.parse(b.aura_id), [Address.parse(b.address)]
+        conn = await endpoint.connect(target, where)
+        oversized = await conn.open_stream("auralink/ping/1")
+        oversized.write(b"\x01\x01\xc0\x00\x00\x00\xff\xff\xff\xff")  # a Ping frame claiming 4 GiB
+        with pytest.raises(ConnectionBroken, match="exceeds the 1056-byte limit"):
+            await asyncio.wait_for(oversized.read(), 10)
+        conn = await endpoint.connect(target, where)
+        malformed = conn._quic.get_next_available_stream_id()
+        conn.send_stream_data(malformed, b"\x07not a header at all", end_stream=True)
+        await asyncio.wait_for(conn.wait_closed(), 10)
 
     # An unknown ALPN is refused in the handshake.
     certified = make_certificate(Identity.generate(), 1_700_000_000)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import auralink
-from auralink.errors import PeerIdentityMismatch, ProtocolNotSupported
+from auralink.errors import PeerIdentityMismatch, ProtocolNotSupported, ResolveFailed
 from auralink.identity import Identity, Keystore
 from auralink.mesh import Mesh, Stream
 from tests.daemons import Daemon, cli
@@ -52,7 +52,7 @@ async def mesh_a(home_a: Path) -> AsyncIterator[Mesh]:
 @pytest.fixture
 async def mesh_b(tmp_path: Path) -> AsyncIterator[Mesh]:
     home = tmp_path / "b"
-    assert cli(home, "init").returncode == 0
+    assert cli(home, "init", "--handle", "bob").returncode == 0
     async with auralink.connect(home, backend="embedded", listen=["127.0.0.1:0"]) as mesh:
         await mesh.serve(ECHO, echo)
         yield mesh
@@ -89,16 +89,30 @@ async def test_incoming_streams_reach_the_apps_handler(mesh_a: Mesh, mesh_b: Mes
 
 async def test_unknown_protocol_is_refused_the_same_way(mesh_a: Mesh, mesh_b: Mesh) -> None:
     stream = await mesh_a.open_stream(mesh_b.identity.aura_id, "test/nobody/1", [await address_of(mesh_b)])
-    with pytest.raises(ProtocolNotSupported):
+    with pytest.raises(ProtocolNotSupported) as info:
         await stream.read()
+    assert info.value.protocol == "test/nobody/1"
 
 
 async def test_wrong_key_is_refused_the_same_way(mesh_a: Mesh, mesh_b: Mesh) -> None:
     stranger = Identity.generate().aura_id
-    with pytest.raises(PeerIdentityMismatch):
+    with pytest.raises(PeerIdentityMismatch) as info:
         await mesh_a.dial(stranger, [await address_of(mesh_b)])
+    assert (info.value.expected, info.value.actual) == (str(stranger), str(mesh_b.identity.aura_id))
 
 
 async def test_ping(mesh_a: Mesh, mesh_b: Mesh) -> None:
     result = await mesh_a.ping(mesh_b.identity.aura_id, [await address_of(mesh_b)], count=5)
     assert result["received"] == 5 and result["rtt_ms"]["p50"] > 0
+
+
+async def test_a_connected_peer_resolves_by_handle(mesh_a: Mesh, mesh_b: Mesh) -> None:
+    with pytest.raises(ResolveFailed):
+        await mesh_a.resolve("@bob.aura")
+    await mesh_a.dial(mesh_b.identity.aura_id, [await address_of(mesh_b)])
+    assert await mesh_a.resolve("@bob.aura") == mesh_b.identity.aura_id
+    result = await mesh_a.ping("@bob.aura", count=2)
+    assert result["received"] == 2
+    stream = await mesh_a.open_stream("@bob", ECHO)
+    await stream.send(b"by name")
+    assert await stream.readexactly(7) == b"by name"

@@ -302,7 +302,17 @@ async def test_the_peer_going_away_breaks_or_closes_streams(ids: list[Identity])
 
 def test_protocol_names_are_validated() -> None:
     router = ProtocolRouter()
-    for bad in ("echo", "a/b", "a/b/x", "a b/c/1", "a/b/1/2", "é/b/1", "x/" + "y" * 70 + "/1"):
+    for bad in (
+        "echo",
+        "a/b",
+        "a/b/x",
+        "a b/c/1",
+        "a/b/1/2",
+        "é/b/1",
+        "x/" + "y" * 70 + "/1",
+        "MyApp/Chat/1",
+        "-a/b/1",
+    ):
         with pytest.raises(LocalProtocolError):
             router.register(bad, echo)
     router.register("auralink/echo/1", echo)
@@ -353,3 +363,19 @@ async def test_a_ticket_the_server_forgot_falls_back_to_a_full_handshake(ids: li
         async with Endpoint(ids[0], address, router=router) as restarted:  # same key and port, no tickets
             conn = await client.connect(ids[0].aura_id, restarted.local_addresses)
             assert conn.peer == ids[0].aura_id and not conn.session_resumed
+
+
+async def test_a_peer_that_breaks_a_protocol_loses_its_connection(
+    server: Endpoint, client: Endpoint, ids: list[Identity]
+) -> None:
+    cut_off: list[str] = []
+    server.on_protocol_violation(lambda conn, reason: cut_off.append(reason))
+    conn = await client.connect(ids[0].aura_id, server.local_addresses)
+    bogus = conn._quic.get_next_available_stream_id()
+    conn.send_stream_data(bogus, b"\x07 this is no stream header", end_stream=False)
+    await asyncio.wait_for(conn.wait_closed(), 10)
+    assert cut_off and "stream header" in cut_off[0]
+    fresh = await client.connect(ids[0].aura_id, server.local_addresses)  # others (and a new connection) are fine
+    async with await fresh.open_stream(ECHO) as stream:
+        await stream.send(b"ok")
+        assert await stream.readexactly(2) == b"ok"

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 from auralink.errors import AuralinkError, ConfigError, ConnectionError_, RemoteProtocolError
 from auralink.identity import AuraID
@@ -63,18 +64,24 @@ def _home(home: Path | str | None) -> Path:
     return Path.home() / ".auralink"
 
 
-def _target(target: AuraID | str) -> AuraID:
-    return target if isinstance(target, AuraID) else AuraID.parse(target)
+def _is_handle(target: AuraID | str) -> bool:
+    return isinstance(target, str) and (target.strip().startswith("@") or target.strip().endswith(".aura"))
 
 
 class Mesh:
-    """Operations on the mesh; obtained from :func:`connect`."""
+    """Operations on the mesh; obtained from :func:`connect`. Targets are AuraIDs or ``@handles``."""
 
     backend: str
+    """``"embedded"`` (a node in this process) or ``"daemon"`` (the home's running daemon)."""
     identity: MeshIdentity
+    """This node's AuraID and handle."""
+
+    async def resolve(self, target: AuraID | str) -> AuraID:
+        """The AuraID of an AuraID string or ``@handle`` (from the records the node holds)."""
+        raise NotImplementedError
 
     async def dial(self, target: AuraID | str, addresses: Sequence[Address | str] = ()) -> PeerInfo:
-        """Connect to ``target`` (authenticated by its AuraID)."""
+        """Connect to ``target`` (authenticated by its AuraID) and exchange records with it."""
         raise NotImplementedError
 
     async def open_stream(self, target: AuraID | str, protocol: str, addresses: Sequence[Address | str] = ()) -> Stream:
@@ -103,13 +110,17 @@ class _EmbeddedMesh(Mesh):
         self._node = node
         self.identity = MeshIdentity(node.aura_id, node.config.handle)
 
+    async def resolve(self, target: AuraID | str) -> AuraID:
+        resolved: AuraID = self._node.resolve(target)
+        return resolved
+
     async def dial(self, target: AuraID | str, addresses: Sequence[Address | str] = ()) -> PeerInfo:
-        conn = await self._node.connect(_target(target), [Address.parse(str(a)) for a in addresses])
+        conn = await self._node.dial(await self.resolve(target), [Address.parse(str(a)) for a in addresses])
         return PeerInfo(conn.peer, conn.remote)
 
     async def open_stream(self, target: AuraID | str, protocol: str, addresses: Sequence[Address | str] = ()) -> Stream:
         stream: Stream = await self._node.open_stream(
-            _target(target), protocol, [Address.parse(str(a)) for a in addresses]
+            await self.resolve(target), protocol, [Address.parse(str(a)) for a in addresses]
         )
         return stream
 
@@ -119,7 +130,9 @@ class _EmbeddedMesh(Mesh):
     async def ping(
         self, target: AuraID | str, addresses: Sequence[Address | str] = (), *, count: int = 1
     ) -> dict[str, Any]:
-        report = await self._node.ping(_target(target), [Address.parse(str(a)) for a in addresses], count=count)
+        report = await self._node.ping(
+            await self.resolve(target), [Address.parse(str(a)) for a in addresses], count=count
+        )
         result: dict[str, Any] = report.as_dict()
         return result
 
@@ -146,19 +159,25 @@ class _DaemonMesh(Mesh):
         for task in list(self._workers):
             task.cancel()
 
+    async def resolve(self, target: AuraID | str) -> AuraID:
+        if not _is_handle(target):
+            return target if isinstance(target, AuraID) else AuraID.parse(target)
+        body = await self._client.request("GET", f"/v1/resolve?{urlencode({'target': str(target).strip()})}")
+        return AuraID.parse(body["aura_id"])
+
     async def dial(self, target: AuraID | str, addresses: Sequence[Address | str] = ()) -> PeerInfo:
         body = await self._client.request(
             "POST",
             "/v1/connect",
             {
-                "aura_id": str(_target(target)),
+                "aura_id": str(await self.resolve(target)),
                 "addresses": [str(a) for a in addresses],
             },
         )
         return PeerInfo(AuraID.parse(body["aura_id"]), Address.parse(body["address"]))
 
     async def open_stream(self, target: AuraID | str, protocol: str, addresses: Sequence[Address | str] = ()) -> Stream:
-        return await self._client.open_stream(_target(target), protocol, tuple(str(a) for a in addresses))
+        return await self._client.open_stream(await self.resolve(target), protocol, tuple(str(a) for a in addresses))
 
     async def serve(self, protocol: str, handler: StreamHandler) -> None:
         reader, writer, early = await self._client.listen(protocol)

@@ -27,7 +27,6 @@ from urllib.parse import urlencode
 import h11
 import httpx
 
-from auralink import errors as errors_module
 from auralink.errors import (
     AuralinkError,
     ConnectionBroken,
@@ -36,6 +35,7 @@ from auralink.errors import (
     ProtocolNotSupported,
     RemoteProtocolError,
     StreamReset,
+    rebuild_error,
 )
 from auralink.identity import AuraID
 from auralink.wire import Buffer, FrameDecoder
@@ -65,11 +65,11 @@ def _raise_for(status: int, payload: Any) -> None:
     error = payload.get("error", {}) if isinstance(payload, dict) else {}
     kind = str(error.get("type", "DaemonError"))
     message = str(error.get("message", f"daemon answered HTTP {status}"))
-    cls = getattr(errors_module, kind, None)
-    if isinstance(cls, type) and issubclass(cls, AuralinkError):
-        exc = cls.__new__(cls)
-        Exception.__init__(exc, message)
-        raise exc
+    raw_details = error.get("details")
+    details: dict[str, Any] = raw_details if isinstance(raw_details, dict) else {}
+    rebuilt = rebuild_error(kind, message, details)
+    if rebuilt is not None:
+        raise rebuilt
     raise DaemonError(message, status, kind)
 
 

@@ -1,7 +1,7 @@
 """The stream interface apps program against, whichever back end carries the stream.
 
 :class:`Stream` is a structural protocol: the embedded node's ``MeshStream`` and the daemon
-back end's :class:`~auralink.mesh.proxy.ProxyStream` both satisfy it, so an app's handler and its
+back end's :class:`~auralink.mesh.daemon.ProxyStream` both satisfy it, so an app's handler and its
 client code run unchanged on either. The semantics follow asyncio streams: ``read`` returns
 ``b""`` at the peer's clean end; ``write`` queues and ``drain`` waits for room (backpressure);
 ``write_eof`` ends our side; ``reset`` abandons both sides; errors are the

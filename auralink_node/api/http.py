@@ -35,12 +35,13 @@ from pydantic import BaseModel, ValidationError
 
 from auralink.errors import (
     AuralinkError,
-    ConnectionBroken,
+    ConnectionError_,
     DialFailed,
     IdentityError,
     LocalProtocolError,
     PeerIdentityMismatch,
     RemoteProtocolError,
+    ResolveFailed,
 )
 from auralink_node.errors import NodeError
 
@@ -190,15 +191,20 @@ def _status_for(exc: AuralinkError) -> int:
         return exc.status
     if isinstance(exc, PeerIdentityMismatch):
         return 409
-    if isinstance(exc, DialFailed | ConnectionBroken):
+    if isinstance(exc, ResolveFailed):
+        return 404
+    if isinstance(exc, DialFailed | ConnectionError_):
         return 502
     if isinstance(exc, IdentityError | LocalProtocolError | RemoteProtocolError | ValueError):
         return 400
     return 500
 
 
-def _error_body(kind: str, message: str) -> bytes:
-    return json.dumps({"error": {"type": kind, "message": message}}).encode()
+def _error_body(kind: str, message: str, details: dict[str, Any] | None = None) -> bytes:
+    error: dict[str, Any] = {"type": kind, "message": message}
+    if details:
+        error["details"] = details
+    return json.dumps({"error": error}).encode()
 
 
 class HttpServer:
@@ -311,9 +317,12 @@ class HttpServer:
                 raise ApiError(426, f"this endpoint needs `Upgrade: {route.upgrade}`", "UpgradeRequired")
             result = await route.handler(request)
         except AuralinkError as exc:
-            extra = exc.headers if isinstance(exc, ApiError) else ()
-            kind = getattr(exc, "kind", type(exc).__name__)
-            await self._send_error(conn, writer, _status_for(exc), kind, str(exc), headers=extra)
+            if isinstance(exc, ApiError):
+                await self._send_error(conn, writer, exc.status, exc.kind, str(exc), headers=exc.headers)
+            else:
+                await self._send_error(
+                    conn, writer, _status_for(exc), type(exc).__name__, str(exc), details=exc.details()
+                )
             return None
         except Exception:  # a bug in a handler: answer 500, log it, keep serving
             logger.exception("control API handler for %s %s failed", method, split.path)
@@ -348,11 +357,13 @@ class HttpServer:
         message: str,
         *,
         headers: tuple[tuple[str, str], ...] = (),
+        details: dict[str, Any] | None = None,
     ) -> None:
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
+        body = _error_body(kind, message, details)
         with contextlib.suppress(h11.LocalProtocolError):
-            await self._send(conn, writer, Response(status, _error_body(kind, message), headers=headers))
+            await self._send(conn, writer, Response(status, body, headers=headers))
 
 
 def openapi(server: HttpServer, *, description: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ __all__ = [
     "PingResponse",
     "RecordModel",
     "RecordsResponse",
+    "ResolveResponse",
     "RttModel",
     "StatusResponse",
 ]
@@ -154,6 +155,15 @@ class PingResponse(_Model):
     sent: int
     received: int
     rtt_ms: RttModel
+
+
+class ResolveResponse(_Model):
+    """Who an AuraID or handle is, and where the node knows to reach it."""
+
+    aura_id: str
+    handle: str | None
+    addresses: list[str]
+    source: str = Field(description="where the answer came from: cache (records held here) or none")
 
 
 class RecordModel(_Model):

@@ -185,6 +185,15 @@ class ControlServer:
             ),
             Route(
                 "GET",
+                "/v1/resolve",
+                self._resolve_target,
+                "AuraID and addresses of an AuraID or @handle",
+                query=(("target", True, "AuraID or @handle"),),
+                response=models.ResolveResponse,
+                errors=(400, 404),
+            ),
+            Route(
+                "GET",
                 "/v1/records",
                 self._records,
                 "Our node record and every valid record held",
@@ -268,7 +277,7 @@ class ControlServer:
 
     async def _connect(self, request: Request) -> Response:
         body: models.ConnectRequest = request.json(models.ConnectRequest)
-        conn = await self._node.connect(AuraID.parse(body.aura_id), [Address.parse(a) for a in body.addresses])
+        conn = await self._node.dial(AuraID.parse(body.aura_id), [Address.parse(a) for a in body.addresses])
         rtt = conn.rtt
         return json_response(
             models.ConnectResponse(
@@ -279,20 +288,23 @@ class ControlServer:
             )
         )
 
-    def _resolve(self, target: str) -> AuraID:
-        if target.startswith("@"):
-            record = self._node.book.resolve(target, self._node._wall_clock())
-            if record is None:
-                raise ApiError(
-                    404, f"cannot resolve {target}: no valid claim known (discovery is not built yet)", "NotFound"
-                )
-            return record.aura_id
-        return AuraID.parse(target)
+    async def _resolve_target(self, request: Request) -> Response:
+        aura_id = self._node.resolve(request.one("target") or "")
+        record = self._node.book.node(aura_id, self._node._wall_clock())
+        row = self._node.store.peer(aura_id)
+        return json_response(
+            models.ResolveResponse(
+                aura_id=str(aura_id),
+                handle=row.handle if row else None,
+                addresses=[str(a) for a in self._node.known_addresses(aura_id)],
+                source="cache" if record is not None or row is not None else "none",
+            )
+        )
 
     async def _ping(self, request: Request) -> Response:
         body: models.PingRequest = request.json(models.PingRequest)
         report = await self._node.ping(
-            self._resolve(body.target), [Address.parse(a) for a in body.addresses], count=body.count
+            self._node.resolve(body.target), [Address.parse(a) for a in body.addresses], count=body.count
         )
         return json_response(models.PingResponse(**report.as_dict()))
 

@@ -153,7 +153,7 @@ class PeerConnection:
         self._timer_at = None
         now = self._loop.time()
         if not self.is_ready and now >= self._handshake_deadline and not self._closed.done():
-            self._abort(ErrorCode.HANDSHAKE_TIMEOUT, "handshake timed out")
+            self.abort(ErrorCode.HANDSHAKE_TIMEOUT, "handshake timed out")
         elif self.is_ready and now >= self._keepalive_at():
             self._ping_uid += 1
             self._quic.send_ping(self._ping_uid)
@@ -234,10 +234,10 @@ class PeerConnection:
             if proven != self.expected:
                 assert self.expected is not None
                 self._error = PeerIdentityMismatch(str(self.expected), str(proven) if proven else None)
-                self._abort(ErrorCode.IDENTITY_MISMATCH, "identity mismatch")
+                self.abort(ErrorCode.IDENTITY_MISMATCH, "identity mismatch")
                 return
         elif proven is None:
-            self._abort(ErrorCode.NO_CLIENT_CERTIFICATE, "client certificate required")
+            self.abort(ErrorCode.NO_CLIENT_CERTIFICATE, "client certificate required")
             return
         self.peer = proven
         if not self._ready.done():
@@ -258,9 +258,8 @@ class PeerConnection:
         try:
             header = decoder.feed(event.data)
         except RemoteProtocolError as exc:
-            logger.debug("bad stream header from %s: %s", self, exc)
             self._incoming.pop(event.stream_id, None)
-            self._reset_incoming(event.stream_id, ErrorCode.PROTOCOL_VIOLATION)
+            self._endpoint.protocol_violation(self, f"bad stream header: {exc}")
             return
         if header is None:
             if event.end_stream:
@@ -340,6 +339,10 @@ class PeerConnection:
         if self._error is None:
             self._error = DialFailed(f"{self!r}: {reason}")
         self._finish()
+
+    def abort(self, code: int, reason: str) -> None:
+        """End the connection with an error ``code`` (a misbehaving peer, a timeout)."""
+        self._abort(code, reason)
 
     def _abort(self, code: int, reason: str) -> None:
         self._quic.close(error_code=code, reason_phrase=reason)

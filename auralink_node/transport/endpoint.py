@@ -13,10 +13,12 @@ datagram with an unknown connection ID is a new connection only if it is a full-
 packet; everything else is dropped and counted. New connections are admission-controlled
 before any state is kept, which closes the spoofed-Initial hole measured in FACTS.md:
 
-* at most ``max_connections`` connections, and at most ``max_handshakes_per_source`` unfinished
-  handshakes from one source IP;
-* once more than ``retry_threshold`` handshakes are in progress, new clients must echo a
-  stateless Retry token (RFC 9000 section 8.1.2) first, proving they own their address.
+* at most ``max_connections`` connections in all;
+* once one source IP has ``max_handshakes_per_source`` unfinished handshakes, or the endpoint has
+  ``retry_threshold``, new clients must echo a stateless Retry token (RFC 9000 section 8.1.2)
+  first, proving they receive at their address; spoofed sources never can;
+* even with a valid token, one source IP gets at most four times ``max_handshakes_per_source``
+  unfinished handshakes (a hard cap for a real host that floods).
 
 Handshakes that do not authenticate within ``handshake_timeout`` are aborted.
 
@@ -26,7 +28,8 @@ that raises has its stream reset; the error is logged and the endpoint keeps ser
 
 Connections are reused: :meth:`Endpoint.connect` returns the live authenticated connection to a
 peer when there is one. TLS session tickets are kept per peer (client side) and per ticket
-(server side, single use, with the identity the client proved), so reconnects resume.
+(server side, with the key the client proved, reusable until they expire; our clients send no
+0-RTT data, so there is nothing to replay), so reconnects resume without certificates.
 """
 
 from __future__ import annotations
@@ -128,6 +131,7 @@ class TransportObserver(Protocol):
     def datagram_dropped(self, reason: str) -> None: ...
     def stream_opened(self, protocol: str) -> None: ...
     def stream_refused(self, protocol: str) -> None: ...
+    def protocol_violation(self) -> None: ...
 
 
 class _NullObserver:
@@ -150,6 +154,9 @@ class _NullObserver:
         return None
 
     def stream_refused(self, protocol: str) -> None:
+        return None
+
+    def protocol_violation(self) -> None:
         return None
 
 
@@ -259,6 +266,8 @@ class Endpoint:
         self._tasks: asyncio.TaskGroup | None = None
         self._certified: CertifiedKey | None = None
         self._on_ready: list[Callable[[PeerConnection], None]] = []
+        self._on_violation: list[Callable[[PeerConnection, str], None]] = []
+        self._on_closed: list[Callable[[PeerConnection], None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> Endpoint:
@@ -323,6 +332,10 @@ class Endpoint:
         """Call ``callback`` for every connection once its peer is authenticated."""
         self._on_ready.append(callback)
 
+    def on_connection_closed(self, callback: Callable[[PeerConnection], None]) -> None:
+        """Call ``callback`` for every connection when it ends (cleanly or not)."""
+        self._on_closed.append(callback)
+
     def close_all(self, code: int = ErrorCode.SHUTDOWN, reason: str = "closing") -> None:
         """Close every connection."""
         for conn in list(self._connections):
@@ -374,7 +387,7 @@ class Endpoint:
         # endpoint's task group, which must never see it fail: the outcome is returned instead.
         try:
             return await self._dial(peer, addresses)
-        except (ConnectionError_, LocalProtocolError) as exc:
+        except Exception as exc:  # handed to every waiting caller and raised there, never lost
             return exc
 
     async def _dial(self, peer: AuraID, addresses: tuple[Address, ...]) -> PeerConnection:
@@ -406,7 +419,7 @@ class Endpoint:
             return await self._dial_address(peer, address)
         except TimeoutError:
             if not conn.is_closed:
-                conn._abort(ErrorCode.HANDSHAKE_TIMEOUT, "dial timed out")
+                conn.abort(ErrorCode.HANDSHAKE_TIMEOUT, "dial timed out")
             raise
         return conn
 
@@ -470,7 +483,7 @@ class Endpoint:
             conn.datagram_received(data, addr, now)
         except Exception:
             if not conn.is_closed:
-                conn._abort(ErrorCode.INTERNAL_ERROR, "internal error")
+                conn.abort(ErrorCode.INTERNAL_ERROR, "internal error")
             raise
         if accepted and conn.datagrams_sent == 0 and not conn.is_closed:
             # A real Initial always draws an answer (at least an ACK). Nothing decrypted: keep no state.
@@ -501,7 +514,11 @@ class Endpoint:
             return None
         original_dcid: bytes = header.destination_cid
         retry_scid: bytes | None = None
-        busy_source = self._handshakes_by_source.get(addr.host, 0) >= self.config.max_handshakes_per_source
+        from_source = self._handshakes_by_source.get(addr.host, 0)
+        busy_source = from_source >= self.config.max_handshakes_per_source
+        if from_source >= 4 * self.config.max_handshakes_per_source:
+            self._observer.datagram_dropped("connection_limit")
+            return None
         if header.token:
             try:
                 original_dcid = self._retry.validate_token(
@@ -594,6 +611,8 @@ class Endpoint:
             del self._cids[cid]
         if conn.peer is not None and self._peers.get(conn.peer) is conn:
             del self._peers[conn.peer]
+        for callback in self._on_closed:
+            callback(conn)
 
     def dispatch_stream(self, stream: MeshStream, handler: StreamHandler) -> None:
         """Run ``handler`` for an incoming stream, owned by the endpoint's task group."""
@@ -614,14 +633,26 @@ class Endpoint:
         logger.info("refused stream for unknown protocol %r from %s", protocol, conn)
         self._observer.stream_refused(protocol)
 
+    def protocol_violation(self, conn: PeerConnection, reason: str) -> None:
+        """A peer broke a protocol: close its connection (its streams fail) and count it."""
+        logger.info("closing connection to %s: protocol violation: %s", conn, reason)
+        self._observer.protocol_violation()
+        if not conn.is_closed:
+            conn.abort(ErrorCode.PROTOCOL_VIOLATION, reason[:200])
+        for callback in self._on_violation:
+            callback(conn, reason)
+
+    def on_protocol_violation(self, callback: Callable[[PeerConnection, str], None]) -> None:
+        """Call ``callback(connection, reason)`` whenever a peer is cut off for breaking a protocol."""
+        self._on_violation.append(callback)
+
     async def _serve(self, stream: MeshStream, handler: StreamHandler) -> None:
         try:
             await handler(stream)
         except ConnectionError_ as exc:
             logger.debug("stream %r ended: %s", stream, exc)
-        except RemoteProtocolError as exc:  # the peer misbehaved: end its stream, not the node
-            logger.info("peer %s violated %s: %s", stream.peer, stream.protocol, exc)
-            stream.reset(ErrorCode.PROTOCOL_VIOLATION)
+        except RemoteProtocolError as exc:  # the peer misbehaved: end its connection, not the node
+            self.protocol_violation(stream.connection, f"{stream.protocol}: {exc}")
         except asyncio.CancelledError:
             stream.reset(ErrorCode.SHUTDOWN)
             raise

@@ -27,6 +27,7 @@ Errors keep "closed" apart from "broken": reading after the peer's clean end of 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -55,25 +56,17 @@ __all__ = [
 
 MAX_PROTOCOL_NAME = 64
 """Longest stream protocol name, in bytes."""
+_PROTOCOL_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*/[0-9]+")
 _HEADER_FRAME_TYPE = 0x01
 _HEADER_MAX = MAX_PROTOCOL_NAME + 16
 
 
 def validate_protocol_name(name: str) -> str:
     """Check a stream protocol name (``namespace/name/version``); raise :class:`LocalProtocolError`."""
-    parts = name.split("/")
-    if (
-        len(parts) != 3
-        or not all(parts)
-        or not parts[2].isdigit()
-        or not name.isascii()
-        or not name.isprintable()
-        or " " in name
-        or len(name) > MAX_PROTOCOL_NAME
-    ):
+    if not isinstance(name, str) or len(name) > MAX_PROTOCOL_NAME or not _PROTOCOL_NAME.fullmatch(name):
         raise LocalProtocolError(
-            f"protocol name {name!r} must look like 'auralink/<name>/<version>' (printable ASCII, "
-            f"at most {MAX_PROTOCOL_NAME} bytes, numeric version)"
+            f"protocol name {name!r} must look like 'namespace/name/version': lower-case a-z, 0-9, '.', '_' "
+            f"and '-' in each part, a numeric version, at most {MAX_PROTOCOL_NAME} bytes"
         )
     return name
 
@@ -248,7 +241,7 @@ class MeshStream:
             self._connection.send_stream_data(self.stream_id, data, end_stream=False)
 
     async def drain(self) -> None:
-        """Wait until the unacknowledged backlog is below the low-water mark."""
+        """Return at once while at most ``high_water`` bytes are unacknowledged; else wait until ``low_water``."""
         if self._error is not None:
             raise self._error
         if self._connection.unsent_bytes(self.stream_id) <= self._high_water:
@@ -281,11 +274,12 @@ class MeshStream:
         """End our side and wait until everything we wrote is acknowledged."""
         if self._error is None:
             self.write_eof()
-            low, self._low_water, self._high_water = self._low_water, 0, 0
+            marks = (self._high_water, self._low_water)
+            self._high_water = self._low_water = 0
             try:
                 await self.drain()
             finally:
-                self._low_water = low
+                self._high_water, self._low_water = marks
 
     async def __aenter__(self) -> MeshStream:
         return self
