@@ -38,6 +38,7 @@ from auralink.errors import (
     rebuild_error,
 )
 from auralink.identity import AuraID
+from auralink.mesh.stream import StreamReading
 from auralink.wire import Buffer, FrameDecoder
 from auralink.wire import proxy as wire
 from auralink.wire.codes import ErrorCode
@@ -203,7 +204,7 @@ def _reset_error(protocol: str, code: int) -> StreamReset:
     return StreamReset(f"peer reset stream {protocol!r} (code {code:#x})", code)
 
 
-class ProxyStream:
+class ProxyStream(StreamReading):
     """A mesh stream carried over the daemon's control socket; behaves like the embedded ``MeshStream``."""
 
     def __init__(
@@ -263,28 +264,6 @@ class ProxyStream:
         if self._error is not None:
             raise self._error
         return b""
-
-    async def readexactly(self, n: int) -> bytes:
-        """Exactly ``n`` bytes."""
-        parts, missing = [], n
-        while missing:
-            chunk = await self.read(missing)
-            if not chunk:
-                raise ConnectionBroken(f"stream {self.protocol!r} ended after {n - missing} of {n} bytes")
-            parts.append(chunk)
-            missing -= len(chunk)
-        return b"".join(parts)
-
-    async def read_all(self, limit: int) -> bytes:
-        """Everything until the peer ends the stream, at most ``limit`` bytes."""
-        parts, total = [], 0
-        while chunk := await self.read():
-            total += len(chunk)
-            if total > limit:
-                self.reset(ErrorCode.PROTOCOL_VIOLATION)
-                raise ConnectionBroken(f"stream {self.protocol!r} sent more than {limit} bytes")
-            parts.append(chunk)
-        return b"".join(parts)
 
     def write(self, data: bytes) -> None:
         """Queue bytes for sending."""

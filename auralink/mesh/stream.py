@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from auralink.errors import ConnectionBroken
 from auralink.identity import AuraID
+from auralink.wire.codes import ErrorCode
 
-__all__ = ["Stream", "StreamHandler"]
+__all__ = ["Stream", "StreamHandler", "StreamReading"]
 
 
 @runtime_checkable
@@ -69,3 +71,39 @@ class StreamHandler(Protocol):
     """Serves one incoming stream."""
 
     async def __call__(self, stream: Stream) -> None: ...
+
+
+class StreamReading:
+    """``readexactly`` and ``read_all`` on top of a stream's ``read`` and ``reset``, shared by the back ends."""
+
+    protocol: str
+
+    async def read(self, n: int = 65536) -> bytes:
+        raise NotImplementedError
+
+    def reset(self, error_code: int = ErrorCode.CANCELLED) -> None:
+        raise NotImplementedError
+
+    async def readexactly(self, n: int) -> bytes:
+        """Exactly ``n`` bytes; raises :class:`~auralink.errors.ConnectionBroken` if the stream ends first."""
+        parts: list[bytes] = []
+        missing = n
+        while missing:
+            chunk = await self.read(missing)
+            if not chunk:
+                raise ConnectionBroken(f"stream {self.protocol!r} ended after {n - missing} of {n} bytes")
+            parts.append(chunk)
+            missing -= len(chunk)
+        return b"".join(parts)
+
+    async def read_all(self, limit: int) -> bytes:
+        """Everything until the peer ends the stream, refusing more than ``limit`` bytes."""
+        parts: list[bytes] = []
+        total = 0
+        while chunk := await self.read():
+            total += len(chunk)
+            if total > limit:
+                self.reset(ErrorCode.PROTOCOL_VIOLATION)
+                raise ConnectionBroken(f"stream {self.protocol!r} sent more than {limit} bytes")
+            parts.append(chunk)
+        return b"".join(parts)

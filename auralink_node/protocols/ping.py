@@ -33,43 +33,33 @@ _MAX_PAYLOAD = 1024
 
 
 @dataclass(frozen=True, slots=True)
-class Ping:
-    """A request to echo ``payload``."""
-
+class _Echoed:
     nonce: int
-    """Identifies this ping; the pong repeats it."""
+    """Identifies the ping; the pong repeats it."""
     payload: bytes
     """Padding, up to 1024 bytes, echoed back."""
 
-    TYPE: ClassVar[int] = 1
-
     @classmethod
     def pull(cls, buf: Buffer) -> Self:
-        return cls(buf.pull_uint64(), buf.pull_length_prefixed(_MAX_PAYLOAD, "ping payload"))
+        return cls(buf.pull_uint64(), buf.pull_length_prefixed(_MAX_PAYLOAD, "payload"))
 
     def push(self, buf: Buffer) -> None:
         buf.push_uint64(self.nonce)
-        buf.push_length_prefixed(self.payload, _MAX_PAYLOAD, "ping payload")
+        buf.push_length_prefixed(self.payload, _MAX_PAYLOAD, "payload")
 
 
 @dataclass(frozen=True, slots=True)
-class Pong:
-    """The answer to a :class:`Ping`."""
+class Ping(_Echoed):
+    """A request to echo ``payload``."""
 
-    nonce: int
-    """The nonce of the ping answered."""
-    payload: bytes
-    """The ping's payload."""
+    TYPE: ClassVar[int] = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Pong(_Echoed):
+    """The answer to a :class:`Ping`, with its nonce and payload."""
 
     TYPE: ClassVar[int] = 2
-
-    @classmethod
-    def pull(cls, buf: Buffer) -> Self:
-        return cls(buf.pull_uint64(), buf.pull_length_prefixed(_MAX_PAYLOAD, "pong payload"))
-
-    def push(self, buf: Buffer) -> None:
-        buf.push_uint64(self.nonce)
-        buf.push_length_prefixed(self.payload, _MAX_PAYLOAD, "pong payload")
 
 
 CODEC = MessageCodec(PING_PROTOCOL, [Ping, Pong], max_size=_MAX_PAYLOAD + 32)

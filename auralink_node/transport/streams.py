@@ -32,13 +32,13 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from auralink.errors import (
-    ConnectionBroken,
     LocalProtocolError,
     ProtocolNotSupported,
     RemoteProtocolError,
     StreamReset,
 )
 from auralink.identity import AuraID
+from auralink.mesh.stream import StreamReading
 from auralink.wire import Buffer, Frame, FrameDecoder, push_frame
 from auralink.wire.codes import ErrorCode
 
@@ -104,7 +104,7 @@ class StreamHeaderDecoder:
         return protocol, self._decoder.take_buffered()
 
 
-class MeshStream:
+class MeshStream(StreamReading):
     """A bidirectional stream to a peer, speaking one protocol."""
 
     def __init__(
@@ -215,31 +215,6 @@ class MeshStream:
         self._connection.consumed(self.stream_id, len(chunk))
         return chunk
 
-    async def readexactly(self, n: int) -> bytes:
-        """Exactly ``n`` bytes; raises :class:`~auralink.errors.ConnectionBroken` if the stream ends first."""
-        parts: list[bytes] = []
-        missing = n
-        while missing:
-            chunk = await self.read(missing)
-            if not chunk:
-                raise ConnectionBroken(f"stream {self.protocol!r} ended after {n - missing} of {n} bytes")
-            parts.append(chunk)
-            missing -= len(chunk)
-        return b"".join(parts)
-
-    async def read_all(self, limit: int) -> bytes:
-        """Everything until the peer ends the stream, refusing more than ``limit`` bytes."""
-        parts: list[bytes] = []
-        total = 0
-        while chunk := await self.read():
-            total += len(chunk)
-            if total > limit:
-                self.reset(ErrorCode.PROTOCOL_VIOLATION)
-                raise ConnectionBroken(f"stream {self.protocol!r} sent more than {limit} bytes")
-            parts.append(chunk)
-        return b"".join(parts)
-
-    # -- writing -------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
         """Queue ``data`` for sending; call :meth:`drain` to respect backpressure."""
         if self._error is not None:
