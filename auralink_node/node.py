@@ -167,6 +167,8 @@ class Node:
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._started_at = 0.0
+        self.metrics_address: Address | None = None
+        """Where ``/metrics`` and ``/health`` are served (port 0 resolved), if enabled."""
         self._identified: dict[AuraID, asyncio.Future[identify.PeerInfo]] = {}
         self.router.register(ping.PING_PROTOCOL, ping.serve_ping)
         self.router.register(identify.IDENTIFY_PROTOCOL, self._serve_identify)
@@ -216,6 +218,7 @@ class Node:
         if self.config.metrics:
             metrics = MetricsServer(self, Address.parse(self.config.metrics))
             await metrics.start()
+            self.metrics_address = metrics.bound
             self._spawn(metrics.serve_until(self._stopping))
 
     async def __aexit__(

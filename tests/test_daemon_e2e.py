@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import signal
 import socket
@@ -11,12 +12,13 @@ import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from aioquic.asyncio import connect as aioquic_connect
 from aioquic.quic.configuration import QuicConfiguration
 
 from auralink.errors import ConnectionBroken
-from auralink.identity import AuraID, Identity
+from auralink.identity import AuraID, Identity, Keystore
 from auralink.wire import Address
 from auralink_node.transport import Endpoint
 from auralink_node.transport.tls import make_certificate
@@ -150,3 +152,36 @@ async def test_garbage_at_a_daemon_leaves_it_serving(tmp_path: Path, daemons: li
             pass
 
     assert cli_json(a.home, "ping", b.aura_id, "--addr", b.address, "--count", "3")["received"] == 3
+
+
+def test_metrics_and_health_are_served_when_asked(tmp_path: Path, daemons: list[Daemon]) -> None:
+    a = Daemon(tmp_path / "a", "--metrics", "127.0.0.1:0")
+    b = Daemon(tmp_path / "b")
+    daemons.extend([a, b])
+    assert b.ready["metrics"] is None  # off unless asked
+    assert cli_json(a.home, "ping", b.aura_id, "--addr", b.address, "--count", "3")["received"] == 3
+    base = f"http://{a.ready['metrics']}"
+    health = httpx.get(f"{base}/health", timeout=10).json()
+    assert health == {"status": "ok", "aura_id": a.aura_id}
+    metrics = httpx.get(f"{base}/metrics", timeout=10).text
+    assert 'auralink_connections_total{direction="outbound",result="ok"} 1.0' in metrics
+    assert "auralink_rtt_seconds_count 3.0" in metrics
+    assert 'auralink_bytes_total{direction="sent"}' in metrics
+    assert "auralink_handshake_failures_total" in metrics
+
+
+def test_secrets_never_reach_the_log(tmp_path: Path, daemons: list[Daemon]) -> None:
+    home = tmp_path / "a"
+    passphrase = tmp_path / "pass"
+    passphrase.write_text("correct horse battery staple\n")
+    assert cli(home, "init", "--passphrase-file", str(passphrase)).returncode == 0
+    secret = Keystore(home / "key").load(b"correct horse battery staple").seed
+    a = Daemon(home, "--passphrase-file", str(passphrase), init=False)
+    b = Daemon(tmp_path / "b")
+    daemons.extend([a, b])
+    assert cli_json(a.home, "ping", b.aura_id, "--addr", b.address, "--count", "2")["received"] == 2
+    a.stop()
+    log = (tmp_path / "a.log").read_text()
+    assert "listening on" in log  # the daemon logged at INFO
+    for needle in (secret.hex(), base64.b64encode(secret).decode(), "correct horse"):
+        assert needle not in log

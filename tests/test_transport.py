@@ -379,3 +379,27 @@ async def test_a_peer_that_breaks_a_protocol_loses_its_connection(
     async with await fresh.open_stream(ECHO) as stream:
         await stream.send(b"ok")
         assert await stream.readexactly(2) == b"ok"
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="this Python has no IPv6 support")
+async def test_ipv6_and_ipv4_listen_addresses_both_serve(ids: list[Identity]) -> None:
+    router = ProtocolRouter()
+    router.register(ECHO, echo)
+    try:
+        server = Endpoint(ids[0], [Address("127.0.0.1", 0), Address("::1", 0)], router=router)
+        await server.__aenter__()
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    try:
+        v4, v6 = server.local_addresses
+        assert (v4.version, v6.version) == (4, 6)
+        async with Endpoint(ids[1], [Address("::1", 0)]) as client:
+            conn = await client.connect(ids[0].aura_id, [v6])
+            assert conn.remote == v6
+            async with await conn.open_stream(ECHO) as stream:
+                await stream.send(b"six")
+                assert await stream.readexactly(3) == b"six"
+            with pytest.raises(DialFailed, match="no IPv4 socket"):
+                await client.connect(ids[2].aura_id, [v4])
+    finally:
+        await server.__aexit__(None, None, None)

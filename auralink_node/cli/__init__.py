@@ -261,6 +261,7 @@ async def _run_daemon(home: NodeHome, config: NodeConfig, passphrase: bytes | No
             "aura_id": str(node.aura_id),
             "listen": [str(a) for a in node.listen_addresses],
             "control_socket": str(home.root / "node.sock"),
+            "metrics": str(node.metrics_address) if node.metrics_address else None,
         }
         _emit(as_json, ready, [f"node {node.aura_id} up on {', '.join(ready['listen'])}"])
         sys.stdout.flush()

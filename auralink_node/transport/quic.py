@@ -5,6 +5,9 @@ Theory of operation
 :class:`NodeQuicConnection` is aioquic's sans-I/O ``QuicConnection`` with two changes, both at
 seams aioquic keeps private (so the aioquic version range in ``pyproject.toml`` is pinned):
 
+0. **One key-exchange group.** Both ends offer and accept only X25519, which saves three key
+   generations per ClientHello and the P-256 exchange aioquic would otherwise choose.
+
 1. **Client certificates.** A server connection asks the client for its certificate by setting
    ``tls._request_client_certificate`` right after aioquic creates its TLS context
    (``_initialize``), before the ClientHello is processed. See :mod:`.tls` for the key check.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from aioquic import tls
 from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection
 from aioquic.quic.packet import QuicFrameType
 from aioquic.quic.packet_builder import QuicPacketBuilder
@@ -61,6 +65,9 @@ class NodeQuicConnection(QuicConnection):
 
     def _initialize(self, peer_cid: bytes) -> None:
         super()._initialize(peer_cid)
+        # Both ends are AuraLink nodes: agree on X25519 alone. aioquic would otherwise make four key
+        # shares per ClientHello (P-256, P-384, X25519, X448) and pick P-256 on the server.
+        self.tls._supported_groups = [tls.Group.X25519]
         if not self._is_client:
             self.tls._request_client_certificate = True
 
