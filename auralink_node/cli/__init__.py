@@ -256,14 +256,15 @@ async def _run_daemon(home: NodeHome, config: NodeConfig, passphrase: bytes | No
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, node.stop)
-        ready = {
+        listen = [str(a) for a in node.listen_addresses]
+        ready: dict[str, Any] = {
             "event": "ready",
             "aura_id": str(node.aura_id),
-            "listen": [str(a) for a in node.listen_addresses],
+            "listen": listen,
             "control_socket": str(home.root / "node.sock"),
             "metrics": str(node.metrics_address) if node.metrics_address else None,
         }
-        _emit(as_json, ready, [f"node {node.aura_id} up on {', '.join(ready['listen'])}"])
+        _emit(as_json, ready, [f"node {node.aura_id} up on {', '.join(listen)}"])
         sys.stdout.flush()
         await node.run_until_stopped()
         for signum in (signal.SIGINT, signal.SIGTERM):
