@@ -143,9 +143,12 @@ class PeerConnection:
 
     # -- input -----------------------------------------------------------------------------
     def datagram_received(self, data: bytes, addr: Address, now: float) -> None:
-        """Feed one datagram from the socket."""
+        """Feed one datagram from the socket; the socket calls :meth:`flush` after its batch."""
         self._last_received = now
         self._quic.receive_datagram(data, addr.as_tuple(), now)
+
+    def flush(self) -> None:
+        """Handle what the datagrams fed since the last flush produced, and send the answers."""
         self._process()
 
     def _on_timer(self) -> None:
