@@ -209,6 +209,8 @@ class _DaemonMesh(Mesh):
                 ticket = buf.pull_varint()
                 peer = AuraID(buf.pull_bytes(AuraID.SIZE))
                 self._spawn(self._run_handler(ticket, protocol, peer, handler))
+        except (AuralinkError, ConnectionError) as exc:  # never take the app's mesh down with the listener
+            logger.warning("listener for %s ended: %s", protocol, exc)
         finally:
             writer.close()
 

@@ -38,7 +38,7 @@ from auralink.errors import (
     rebuild_error,
 )
 from auralink.identity import AuraID
-from auralink.mesh.stream import StreamReading
+from auralink.mesh.stream import StreamHelpers
 from auralink.wire import Buffer, FrameDecoder
 from auralink.wire import proxy as wire
 from auralink.wire.codes import ErrorCode
@@ -204,7 +204,7 @@ def _reset_error(protocol: str, code: int) -> StreamReset:
     return StreamReset(f"peer reset stream {protocol!r} (code {code:#x})", code)
 
 
-class ProxyStream(StreamReading):
+class ProxyStream(StreamHelpers):
     """A mesh stream carried over the daemon's control socket; behaves like the embedded ``MeshStream``."""
 
     def __init__(
@@ -285,11 +285,6 @@ class ProxyStream(StreamReading):
         except ConnectionError as exc:
             self._error = ConnectionBroken(f"the daemon closed stream {self.protocol!r}")
             raise self._error from exc
-
-    async def send(self, data: bytes) -> None:
-        """``write`` then ``drain``."""
-        self.write(data)
-        await self.drain()
 
     def write_eof(self) -> None:
         """End our side of the stream."""

@@ -16,7 +16,7 @@ from auralink.errors import ConnectionBroken
 from auralink.identity import AuraID
 from auralink.wire.codes import ErrorCode
 
-__all__ = ["Stream", "StreamHandler", "StreamReading"]
+__all__ = ["Stream", "StreamHandler", "StreamHelpers"]
 
 
 @runtime_checkable
@@ -73,16 +73,27 @@ class StreamHandler(Protocol):
     async def __call__(self, stream: Stream) -> None: ...
 
 
-class StreamReading:
-    """``readexactly`` and ``read_all`` on top of a stream's ``read`` and ``reset``, shared by the back ends."""
+class StreamHelpers:
+    """``readexactly``, ``read_all`` and ``send`` on top of a stream's primitives, shared by the back ends."""
 
     protocol: str
 
     async def read(self, n: int = 65536) -> bytes:
         raise NotImplementedError
 
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    async def drain(self) -> None:
+        raise NotImplementedError
+
     def reset(self, error_code: int = ErrorCode.CANCELLED) -> None:
         raise NotImplementedError
+
+    async def send(self, data: bytes) -> None:
+        """``write`` then ``drain``."""
+        self.write(data)
+        await self.drain()
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes; raises :class:`~auralink.errors.ConnectionBroken` if the stream ends first."""

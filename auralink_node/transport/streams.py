@@ -38,7 +38,7 @@ from auralink.errors import (
     StreamReset,
 )
 from auralink.identity import AuraID
-from auralink.mesh.stream import StreamReading
+from auralink.mesh.stream import StreamHelpers
 from auralink.wire import Buffer, Frame, FrameDecoder, push_frame
 from auralink.wire.codes import ErrorCode
 
@@ -104,7 +104,7 @@ class StreamHeaderDecoder:
         return protocol, self._decoder.take_buffered()
 
 
-class MeshStream(StreamReading):
+class MeshStream(StreamHelpers):
     """A bidirectional stream to a peer, speaking one protocol."""
 
     def __init__(
@@ -234,11 +234,6 @@ class MeshStream(StreamReading):
         await self._drain_waiter
         if self._error is not None:
             raise self._error
-
-    async def send(self, data: bytes) -> None:
-        """Write and drain."""
-        self.write(data)
-        await self.drain()
 
     def write_eof(self) -> None:
         """End our side of the stream (the peer reads ``b""`` after the last byte)."""
