@@ -104,6 +104,9 @@ def test_demo_runs_on_embedded_defaults(capsys: pytest.CaptureFixture[str]) -> N
     steps = report["steps"]
     assert isinstance(steps, list) and all(step["ok"] for step in steps)
     assert {"@alice.aura", "@bob.aura"} <= set(report["identities"])  # type: ignore[arg-type]
+    names = [step["name"] for step in steps]
+    assert "alice dials bob's AuraID over QUIC" in names  # two real nodes ran on loopback
+    assert "alice pings @bob.aura" in names
 
 
 def _bad_cases(home: Path, tmp_path: Path) -> dict[str, list[str]]:

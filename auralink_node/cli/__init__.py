@@ -346,10 +346,10 @@ def _ms(value: float | None) -> str:
 
 @app.command()
 def demo(as_json: JsonOpt = False) -> None:
-    """Run the built-in demo on embedded defaults: identities, signed records, verification."""
-    from auralink_node.demo import run_demo  # noqa: PLC0415 - only this command needs it
+    """Run the built-in demo on embedded defaults: signed records, then two real nodes on loopback."""
+    from auralink_node.demo import run_full_demo  # noqa: PLC0415 - only this command needs it
 
-    report = run_demo(now=time.time())
+    report = run_full_demo(now=time.time())
     _emit(as_json, report.as_dict(), report.lines())
     if not report.ok:
         raise typer.Exit(1)
