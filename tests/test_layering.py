@@ -29,6 +29,8 @@ PURE_CORES = [
     "auralink/identity/book.py",
     "auralink/testing/clock.py",
     "auralink/testing/network.py",
+    "auralink/aic/engine.py",
+    "auralink/aic/features.py",
     "auralink_node/transport/tls.py",
     "auralink_node/transport/quic.py",
 ]
