@@ -4,9 +4,12 @@
 auralink.errors.AuralinkError
 └── NodeError                     something about this node (its home, its daemon) is wrong
     ├── HomeError                 the node home directory is unusable
-    └── StoreError                the node database cannot be used
-        ├── StoreCorrupt          not SQLite, damaged, or another program's database
-        └── StoreTooNew           written by a newer AuraLink
+    ├── StoreError                the node database cannot be used
+    │   ├── StoreCorrupt          not SQLite, damaged, or another program's database
+    │   └── StoreTooNew           written by a newer AuraLink
+    └── DHTError                  the DHT could not do what was asked
+        ├── PublishFailed         no node in the network accepted a record
+        └── UnsafeOperation       a kademlia feature AuraLink forbids (pickle state files)
 ```
 
 Configuration problems raise :class:`auralink.errors.ConfigError` (with ``field`` set), and
@@ -19,7 +22,16 @@ from __future__ import annotations
 
 from auralink.errors import AuralinkError
 
-__all__ = ["HomeError", "NodeError", "StoreCorrupt", "StoreError", "StoreTooNew"]
+__all__ = [
+    "DHTError",
+    "HomeError",
+    "NodeError",
+    "PublishFailed",
+    "StoreCorrupt",
+    "StoreError",
+    "StoreTooNew",
+    "UnsafeOperation",
+]
 
 
 class NodeError(AuralinkError):
@@ -49,3 +61,19 @@ class StoreTooNew(StoreError):
         super().__init__(message, path)
         self.version = version
         self.supported = supported
+
+
+class DHTError(NodeError):
+    """The DHT could not do what was asked."""
+
+
+class PublishFailed(DHTError):
+    """No node accepted the record: none answered, or every one rejected it."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class UnsafeOperation(DHTError):
+    """A kademlia feature that AuraLink forbids, such as pickled state files."""

@@ -31,6 +31,7 @@ PURE_CORES = [
     "auralink/testing/network.py",
     "auralink/aic/engine.py",
     "auralink/aic/features.py",
+    "auralink_node/dht/core.py",
     "auralink_node/transport/tls.py",
     "auralink_node/transport/quic.py",
 ]

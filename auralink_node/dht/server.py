@@ -1,0 +1,626 @@
+"""The DHT server: the ``kademlia`` package, subclassed so that it serves only valid AuraLink records.
+
+Theory of operation
+-------------------
+:class:`DHTServer` is a :class:`kademlia.network.Server` whose ``protocol_class`` is
+:class:`AuraKademliaProtocol`, whose storage is a validating
+:class:`~auralink_node.dht.core.RecordStorage`, and whose lookups use :class:`RecordSpiderCrawl`.
+Keys are the 20-byte digests that records name themselves (``record.dht_key()``); they are never
+hashed again. Values are encoded records; anything else is refused on the way in (``rpc_store``),
+ignored on the way back (``get``), and counted against the peer that sent it in
+:attr:`DHTServer.misbehaviour` (peer address -> count; :attr:`DHTServer.reasons` counts why).
+
+Defects of kademlia 2.2.3 / rpcudp 5.0.1 fixed here (issue 4, each has a test in ``tests/test_dht.py``):
+
+1. ``welcome_if_new`` replicated keys to joining nodes by ``digest(key)``, though keys are digests
+   already; :meth:`AuraKademliaProtocol.welcome_if_new` measures distance to the key itself.
+2. ``TableTraverser`` stopped once the right-hand buckets ran out, so ``find_neighbors`` missed
+   contacts in the remaining left-hand buckets; :class:`CompleteRoutingTable` ranks every contact.
+3. ``set_digest`` raised ``ValueError`` when no node answered, and ``set`` returned True when every
+   peer refused (a ``(True, False)`` reply is truthy); :meth:`DHTServer.set_digest` returns the
+   number of peers that accepted, and :meth:`DHTServer.put` raises
+   :class:`~auralink_node.errors.PublishFailed` when that is 0.
+4. ``ValueSpiderCrawl`` put values into a ``Counter`` (a msgpack list raised ``TypeError``) and
+   returned the most common value of the first round; :class:`RecordSpiderCrawl` keeps only values
+   that verify, keeps asking until ``value_quorum`` valid answers arrived or the k closest nodes
+   were all asked, returns the record with the highest ``seq``, and repairs stale replicas.
+5. rpcudp decoded datagrams in fire-and-forget tasks where a malformed one raised, let a peer call
+   any ``rpc_*`` method (``rpc_stun`` too), accepted a response from any address, and had no size
+   or rate bounds. :class:`AuraKademliaProtocol` handles a datagram synchronously in
+   ``datagram_received``: size bound, per-peer token bucket (requests only), strict decoding,
+   an allow-list of methods with argument checks, responses matched to the address asked and
+   checked for shape, and outbound responses bounded by ``DHTConfig.max_datagram``.
+6. ``save_state``/``load_state`` used pickle: they raise :class:`UnsafeOperation` (the node keeps
+   its contacts in SQLite).
+7. ``listen()`` defaulted to ``0.0.0.0``: here the interface is a required argument. The RPC timeout
+   is ``DHTConfig.rpc_timeout`` (1 s), not 5 s; lookups still query ``alpha`` peers in parallel.
+
+Background work: replication to a joining node and pings of full buckets are tasks owned by the
+protocol (``AuraKademliaProtocol.background``), awaited by :meth:`AuraKademliaProtocol.drain` and
+cancelled by :meth:`DHTServer.stop`. ``listen`` schedules no refresh loop: the owner calls
+:meth:`DHTServer.refresh` from its own task group.
+
+Time: ``clock`` returns wall-clock Unix seconds, because records carry Unix times; the per-peer
+rate limit reads the same clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import ipaddress
+import logging
+import random
+import secrets
+import struct
+from collections import Counter
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NoReturn
+
+import umsgpack
+from kademlia.crawling import NodeSpiderCrawl, RPCFindResponse, ValueSpiderCrawl
+from kademlia.network import Server
+from kademlia.node import Node
+from kademlia.protocol import KademliaProtocol
+from kademlia.routing import RoutingTable
+
+from auralink.errors import IdentityError, LocalProtocolError, RemoteProtocolError
+from auralink.identity.records import Record
+from auralink_node.dht.core import KEY_SIZE, PeerRateLimiter, RateLimit, RecordStorage, check_value
+from auralink_node.errors import PublishFailed, UnsafeOperation
+
+__all__ = [
+    "ALLOWED_RPCS",
+    "AuraKademliaProtocol",
+    "CompleteRoutingTable",
+    "DHTConfig",
+    "DHTServer",
+    "RecordSpiderCrawl",
+]
+
+log = logging.getLogger(__name__)
+log.addHandler(logging.NullHandler())
+
+Peer = tuple[str, int]
+Clock = Callable[[], float]
+Report = Callable[[Peer, str], None]
+RpcResult = tuple[bool, Any]
+
+REQUEST, RESPONSE = 0x00, 0x01
+HEADER_SIZE = 21
+"""A type byte and a 20-byte message ID precede every msgpack body (rpcudp framing)."""
+ALLOWED_RPCS = frozenset({"ping", "store", "find_node", "find_value"})
+"""The only methods a peer may call (kademlia also exposes ``rpc_stun``, which leaks addresses)."""
+MAX_CONTACTS_PER_REPLY = 64
+"""Most contacts accepted in one ``find_node``/``find_value`` reply."""
+
+_UNPACK_ERRORS = (
+    umsgpack.UnpackException,
+    ValueError,
+    TypeError,
+    IndexError,
+    OverflowError,
+    RecursionError,
+    struct.error,
+)
+_RECORD_ERRORS = (RemoteProtocolError, IdentityError)
+
+
+@dataclass(frozen=True, slots=True)
+class DHTConfig:
+    """Tunables of one DHT node."""
+
+    ksize: int = 20
+    """k: bucket size and replication factor (Kademlia paper, section 2.2)."""
+    alpha: int = 3
+    """Parallel queries per lookup round (section 2.3)."""
+    rpc_timeout: float = 1.0
+    """Seconds to wait for a reply before a contact counts as dead."""
+    value_quorum: int = 3
+    """A lookup for a value stops once this many peers answered with a valid record."""
+    max_datagram: int = 8192
+    """Largest datagram accepted or sent, header included."""
+    rate_limit: RateLimit = field(default_factory=RateLimit)
+    """Requests allowed per peer."""
+
+
+def _peer(addr: Sequence[Any]) -> Peer:
+    """``(host, port)`` with the host in canonical form, so a reply matches the address asked."""
+    host = str(addr[0])
+    with contextlib.suppress(ValueError):
+        host = str(ipaddress.ip_address(host))
+    return (host, int(addr[1]))
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, bytes) and len(value) == KEY_SIZE
+
+
+def _valid_contacts(value: object) -> bool:
+    if not isinstance(value, list) or len(value) > MAX_CONTACTS_PER_REPLY:
+        return False
+    for item in value:
+        if not (isinstance(item, list) and len(item) == 3 and _is_id(item[0]) and isinstance(item[1], str)):
+            return False
+        port = item[2]
+        if not (isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536):
+            return False
+        try:
+            ipaddress.ip_address(item[1])
+        except ValueError:
+            return False
+    return True
+
+
+def _valid_response(method: str, body: object) -> bool:
+    """Whether ``body`` has the shape a reply to ``method`` must have (values are checked later)."""
+    if method == "ping":
+        return _is_id(body)
+    if method == "store":
+        return isinstance(body, bool)
+    if method == "find_value" and isinstance(body, dict):
+        return list(body) == ["value"]
+    return _valid_contacts(body)
+
+
+class CompleteRoutingTable(RoutingTable):  # type: ignore[misc]  # kademlia is untyped
+    """A routing table whose ``find_neighbors`` ranks every contact (fix 2) and owns its ping tasks."""
+
+    def find_neighbors(self, node: Node, k: int | None = None, exclude: Node | None = None) -> list[Node]:
+        """The ``k`` contacts closest to ``node`` by XOR distance, from all buckets."""
+        k = k or self.ksize
+        self.buckets[self.get_bucket_for(node)].touch_last_updated()
+        contacts = [
+            contact
+            for bucket in self.buckets
+            for contact in bucket.get_nodes()
+            if contact.id != node.id and (exclude is None or not contact.same_home_as(exclude))
+        ]
+        return heapq.nsmallest(k, contacts, key=node.distance_to)
+
+    def add_contact(self, node: Node) -> None:
+        """As kademlia's (section 4.2 split rule), but a full bucket's head is pinged by an owned task."""
+        index = self.get_bucket_for(node)
+        bucket = self.buckets[index]
+        if bucket.add_node(node):
+            return
+        if bucket.has_in_range(self.node) or bucket.depth() % 5 != 0:
+            self.split_bucket(index)
+            self.add_contact(node)
+        else:
+            self.protocol.spawn(self.protocol.call_ping(bucket.head()))
+
+
+@dataclass(slots=True)
+class _Pending:
+    future: asyncio.Future[RpcResult]
+    timer: asyncio.TimerHandle
+    peer: Peer
+    method: str
+
+
+class AuraKademliaProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is untyped
+    """Kademlia RPCs over UDP with validation, bounds and accounting of misbehaving peers."""
+
+    def __init__(
+        self,
+        source_node: Node,
+        storage: RecordStorage,
+        ksize: int,
+        *,
+        config: DHTConfig,
+        clock: Clock,
+        report: Report,
+    ) -> None:
+        super().__init__(source_node, storage, ksize)
+        self.storage: RecordStorage = storage
+        self.router = CompleteRoutingTable(self, ksize, source_node)
+        self._wait_timeout = config.rpc_timeout
+        self._config = config
+        self._clock = clock
+        self._report = report
+        self._limiter = PeerRateLimiter(config.rate_limit)
+        self._pending: dict[bytes, _Pending] = {}
+        self._rng = random.Random(source_node.id)
+        self.background: set[asyncio.Task[Any]] = set()
+
+    # -- background tasks ---------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` as a task owned by this protocol (cancelled by :meth:`close`)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("DHT background task failed: %s", task.exception())
+
+    async def drain(self) -> None:
+        """Wait until the background tasks running now (and any they start) have finished."""
+        for _ in range(100):
+            if not self.background:
+                return
+            await asyncio.gather(*self.background, return_exceptions=True)
+
+    def close(self) -> None:
+        """Cancel background tasks and fail every outstanding RPC."""
+        for task in list(self.background):
+            task.cancel()
+        for msg_id in list(self._pending):
+            self._expire(msg_id)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close()
+
+    def get_refresh_ids(self) -> list[bytes]:
+        """Random IDs in lonely buckets, from a generator seeded by this node's ID."""
+        return [
+            self._rng.randint(bucket.range[0], min(bucket.range[1], (1 << 160) - 1)).to_bytes(KEY_SIZE, "big")
+            for bucket in self.router.lonely_buckets()
+        ]
+
+    # -- outgoing RPCs --------------------------------------------------------------------------
+
+    def _call(self, address: Sequence[Any], method: str, *args: Any) -> asyncio.Future[RpcResult]:
+        if self.transport is None:
+            raise LocalProtocolError("the DHT is not listening; call listen() first")
+        loop = asyncio.get_running_loop()
+        if self.transport.is_closing():
+            closed: asyncio.Future[RpcResult] = loop.create_future()
+            closed.set_result((False, None))
+            return closed
+        data = umsgpack.packb([method, list(args)])
+        if HEADER_SIZE + len(data) > self._config.max_datagram:
+            raise LocalProtocolError(f"a {method} request of {len(data)} bytes exceeds the datagram limit")
+        msg_id = secrets.token_bytes(KEY_SIZE)  # unpredictable, so replies cannot be forged blind
+        future: asyncio.Future[RpcResult] = loop.create_future()
+        timer = loop.call_later(self._wait_timeout, self._expire, msg_id)
+        self._pending[msg_id] = _Pending(future, timer, _peer(address), method)
+        self.transport.sendto(bytes([REQUEST]) + msg_id + data, (address[0], address[1]))
+        return future
+
+    def ping(self, address: Sequence[Any], nodeid: bytes) -> asyncio.Future[RpcResult]:
+        return self._call(address, "ping", nodeid)
+
+    def store(self, address: Sequence[Any], nodeid: bytes, key: bytes, value: bytes) -> asyncio.Future[RpcResult]:
+        return self._call(address, "store", nodeid, key, value)
+
+    def find_node(self, address: Sequence[Any], nodeid: bytes, key: bytes) -> asyncio.Future[RpcResult]:
+        return self._call(address, "find_node", nodeid, key)
+
+    def find_value(self, address: Sequence[Any], nodeid: bytes, key: bytes) -> asyncio.Future[RpcResult]:
+        return self._call(address, "find_value", nodeid, key)
+
+    def _expire(self, msg_id: bytes) -> None:
+        pending = self._pending.pop(msg_id, None)
+        if pending is None:
+            return
+        pending.timer.cancel()
+        if not pending.future.done():
+            pending.future.set_result((False, None))
+
+    # -- incoming datagrams ---------------------------------------------------------------------
+
+    def datagram_received(self, data: bytes, addr: Sequence[Any]) -> None:
+        """Handle one datagram completely, here and now: nothing a peer sends can raise."""
+        peer = _peer(addr)
+        if not HEADER_SIZE < len(data) <= self._config.max_datagram:
+            self._report(peer, "bad-datagram-size")
+            return
+        kind, msg_id = data[0], data[1:HEADER_SIZE]
+        if kind == REQUEST and not self._limiter.allow(peer, self._clock()):
+            self._report(peer, "rate-limited")
+            return
+        if kind not in (REQUEST, RESPONSE):
+            self._report(peer, "unknown-message-type")
+            return
+        try:
+            body = umsgpack.unpackb(data[HEADER_SIZE:])
+        except _UNPACK_ERRORS:
+            self._report(peer, "undecodable")
+            return
+        if kind == REQUEST:
+            self._accept_request_now(peer, msg_id, body)
+        else:
+            self._accept_response_now(peer, msg_id, body)
+
+    def _accept_response_now(self, peer: Peer, msg_id: bytes, body: object) -> None:
+        pending = self._pending.get(msg_id)
+        if pending is None:
+            log.debug("ignoring an unexpected response from %s (late, or never asked)", peer)
+            return
+        if pending.peer != peer:  # message IDs are secret: this peer saw our request, or is spoofing
+            self._report(peer, "response-from-wrong-address")
+            return
+        del self._pending[msg_id]
+        pending.timer.cancel()
+        ok = _valid_response(pending.method, body)
+        if not ok:
+            self._report(peer, "malformed-response")
+        if not pending.future.done():
+            pending.future.set_result((True, body) if ok else (False, None))
+
+    def _accept_request_now(self, peer: Peer, msg_id: bytes, body: object) -> None:
+        if not (isinstance(body, list) and len(body) == 2 and isinstance(body[0], str) and isinstance(body[1], list)):
+            self._report(peer, "malformed-request")
+            return
+        method, args = body
+        if method not in ALLOWED_RPCS:
+            self._report(peer, "forbidden-rpc")
+            return
+        response = self._dispatch(peer, method, args)
+        if response is None:
+            self._report(peer, "malformed-request")
+            return
+        data = bytes([RESPONSE]) + msg_id + umsgpack.packb(response)
+        if len(data) > self._config.max_datagram:
+            log.warning("not sending a %d-byte %s response to %s: over the datagram limit", len(data), method, peer)
+            return
+        if self.transport is not None:
+            self.transport.sendto(data, peer)
+
+    def _dispatch(self, peer: Peer, method: str, args: list[Any]) -> Any:
+        """Call the ``rpc_`` method if the arguments have the right types; None if they do not."""
+        if not args or not _is_id(args[0]):
+            return None
+        if method == "ping" and len(args) == 1:
+            return self.rpc_ping(peer, args[0])
+        if method == "store" and len(args) == 3 and _is_id(args[1]):
+            return self.rpc_store(peer, *args)
+        if method == "find_node" and len(args) == 2 and _is_id(args[1]):
+            return self.rpc_find_node(peer, *args)
+        if method == "find_value" and len(args) == 2 and _is_id(args[1]):
+            return self.rpc_find_value(peer, *args)
+        return None
+
+    def rpc_store(self, sender: Peer, nodeid: bytes, key: bytes, value: object) -> bool:
+        """Store ``value`` if it is a valid record for ``key``; a refusal counts against the sender."""
+        try:
+            self.storage.accept(key, value)
+        except _RECORD_ERRORS as exc:
+            self._report(sender, f"rejected-store:{type(exc).__name__}")
+            return False
+        self.welcome_if_new(Node(nodeid, sender[0], sender[1]))
+        return True
+
+    def rpc_stun(self, sender: Peer) -> NoReturn:
+        raise UnsafeOperation("rpc_stun is not served: it tells any caller its public address")
+
+    def welcome_if_new(self, node: Node) -> None:
+        """Add ``node`` to the routing table, first sending it the records it should hold (section 2.5).
+
+        Unlike kademlia, distances are measured to the key itself: keys are digests already (fix 1).
+        """
+        if node.id == self.source_node.id or not self.router.is_new_node(node):
+            return
+        for key, value in self.storage:
+            keynode = Node(key)
+            neighbors = self.router.find_neighbors(keynode)
+            if neighbors:
+                new_node_close = node.distance_to(keynode) < neighbors[-1].distance_to(keynode)
+                this_closest = self.source_node.distance_to(keynode) < neighbors[0].distance_to(keynode)
+            if not neighbors or (new_node_close and this_closest):
+                self.spawn(self.call_store(node, key, value))
+        self.router.add_contact(node)
+
+
+class RecordSpiderCrawl(ValueSpiderCrawl):  # type: ignore[misc]  # kademlia is untyped
+    """A value lookup that keeps only valid records and returns the one with the highest ``seq`` (fix 4)."""
+
+    def __init__(
+        self,
+        protocol: AuraKademliaProtocol,
+        node: Node,
+        peers: list[Node],
+        ksize: int,
+        alpha: int,
+        *,
+        clock: Clock,
+        report: Report,
+        quorum: int,
+        known: Record | None = None,
+    ) -> None:
+        super().__init__(protocol, node, peers, ksize, alpha)
+        self._clock = clock
+        self._report = report
+        self._quorum = quorum
+        self.best: Record | None = known
+        self._answers = 0
+        self._stale: list[Node] = []
+        self._holders: list[Node] = []
+
+    async def _nodes_found(self, responses: dict[bytes, RpcResult]) -> Record | None:
+        unreachable = []
+        for peer_id, raw in responses.items():
+            response = RPCFindResponse(raw)
+            peer = self.nearest.get_node(peer_id)
+            if not response.happened():
+                unreachable.append(peer_id)
+            elif response.has_value():
+                self._consider(peer, response.get_value())
+            else:
+                self.nearest_without_value.push(peer)
+                self.nearest.push(response.get_node_list())
+        self.nearest.remove(unreachable)
+        if self._answers >= self._quorum or self.nearest.have_contacted_all():
+            return await self._finish()
+        return await self.find()  # type: ignore[no-any-return]
+
+    def _consider(self, peer: Node, value: object) -> None:
+        try:
+            record = check_value(self.node.id, value, self._clock())
+        except _RECORD_ERRORS as exc:
+            self._report((peer.ip, peer.port), f"invalid-value:{type(exc).__name__}")
+            return
+        self._answers += 1
+        if self.best is None or record.supersedes(self.best):
+            self._stale.extend(self._holders)
+            self._holders = [peer]
+            self.best = record
+        elif self.best.supersedes(record):
+            self._stale.append(peer)
+        else:
+            self._holders.append(peer)
+
+    async def _finish(self) -> Record | None:
+        """Return the best record, after storing it on stale holders and the nearest node without it."""
+        if self.best is None:
+            return None
+        repair = list(self._stale)
+        nearest_without = self.nearest_without_value.popleft()
+        if nearest_without is not None:
+            repair.append(nearest_without)
+        value = self.best.encode()
+        await asyncio.gather(*(self.protocol.call_store(peer, self.node.id, value) for peer in repair))
+        return self.best
+
+
+class DHTServer(Server):  # type: ignore[misc]  # kademlia is untyped
+    """A Kademlia node that stores, serves and returns only valid AuraLink records."""
+
+    protocol_class: ClassVar[type[AuraKademliaProtocol]] = AuraKademliaProtocol
+
+    def __init__(self, node_id: bytes, *, clock: Clock, config: DHTConfig | None = None) -> None:
+        if not _is_id(node_id):
+            raise LocalProtocolError(f"a DHT node ID is {KEY_SIZE} bytes")
+        self.config = config or DHTConfig()
+        self.clock = clock
+        super().__init__(ksize=self.config.ksize, alpha=self.config.alpha, node_id=node_id)
+        # Set after kademlia's __init__, whose ``storage or ForgetfulStorage()`` drops an empty store.
+        self.storage = RecordStorage(clock)
+        self.protocol: AuraKademliaProtocol | None = None
+        self.misbehaviour: Counter[Peer] = Counter()
+        """Misbehaving datagrams and records received, per peer address (for reputation)."""
+        self.reasons: Counter[str] = Counter()
+        """The same events, per reason (``undecodable``, ``rejected-store:StaleRecord``...)."""
+
+    def _report(self, peer: Peer, reason: str) -> None:
+        self.misbehaviour[peer] += 1
+        self.reasons[reason] += 1
+        log.debug("peer %s misbehaved: %s", peer, reason)
+
+    def _create_protocol(self) -> AuraKademliaProtocol:
+        return self.protocol_class(
+            self.node, self.storage, self.ksize, config=self.config, clock=self.clock, report=self._report
+        )
+
+    def _running(self) -> AuraKademliaProtocol:
+        if self.protocol is None:
+            raise LocalProtocolError("the DHT is not listening; call listen() first")
+        return self.protocol
+
+    async def listen(self, port: int, interface: str) -> None:
+        """Bind a UDP socket on ``interface`` (required: no 0.0.0.0 default); port 0 lets the OS pick."""
+        loop = asyncio.get_running_loop()
+        self.transport, self.protocol = await loop.create_datagram_endpoint(
+            self._create_protocol, local_addr=(interface, port)
+        )
+        log.info("DHT node %s listening on %s", self.node.id.hex(), self.address)
+
+    @property
+    def address(self) -> Peer:
+        """The (host, port) the socket is bound to."""
+        if self.transport is None:
+            raise LocalProtocolError("the DHT is not listening; call listen() first")
+        return _peer(self.transport.get_extra_info("sockname"))
+
+    def stop(self) -> None:
+        """Close the socket, cancel background tasks and fail outstanding RPCs."""
+        if self.protocol is not None:
+            self.protocol.close()
+        super().stop()
+
+    async def refresh(self) -> None:
+        """Refresh lonely buckets and republish records unchanged for an hour (paper, section 2.3)."""
+        await self._refresh_table()
+
+    def refresh_table(self, interval: float = 3600) -> NoReturn:
+        raise UnsafeOperation("run refresh() from the owner's task group instead of an unowned timer loop")
+
+    async def get_record(self, key: bytes) -> Record | None:
+        """The valid record with the highest ``seq`` stored under ``key``, here or on the k closest nodes."""
+        if not _is_id(key):
+            raise LocalProtocolError(f"a DHT key is {KEY_SIZE} bytes, such as record.dht_key()")
+        protocol = self._running()
+        node = Node(key)
+        known = self.storage.record(key)
+        nearest = protocol.router.find_neighbors(node)
+        if not nearest:
+            return known
+        spider = RecordSpiderCrawl(
+            protocol,
+            node,
+            nearest,
+            self.ksize,
+            self.alpha,
+            clock=self.clock,
+            report=self._report,
+            quorum=self.config.value_quorum,
+            known=known,
+        )
+        found: Record | None = await spider.find()
+        if known is not None and found is not None and found != known:
+            try:  # this node holds the key: catch up with the newer record
+                self.storage.accept(key, found.encode())
+            except _RECORD_ERRORS as exc:
+                log.info("kept the record held for %s rather than the one found: %s", key.hex(), exc)
+        return found
+
+    async def get(self, key: bytes) -> bytes | None:
+        """The encoded form of :meth:`get_record` (keys are used as given, never hashed)."""
+        record = await self.get_record(key)
+        return None if record is None else record.encode()
+
+    async def set(self, key: bytes, value: bytes) -> int:
+        """Store an encoded record under its 20-byte key; return how many peers accepted it."""
+        if not _is_id(key):
+            raise LocalProtocolError(f"a DHT key is {KEY_SIZE} bytes, such as record.dht_key()")
+        return await self.set_digest(key, value)
+
+    async def set_digest(self, dkey: bytes, value: bytes) -> int:
+        """Store ``value`` on the k nodes closest to ``dkey`` (and here, if this node is one of them).
+
+        Returns the number of *peers* that accepted it: 0 if none answered or all refused.
+        """
+        protocol = self._running()
+        node = Node(dkey)
+        nearest = protocol.router.find_neighbors(node)
+        if not nearest:
+            log.warning("no known neighbours to store key %s on", dkey.hex())
+            return 0
+        spider = NodeSpiderCrawl(protocol, node, nearest, self.ksize, self.alpha)
+        found: list[Node] = [peer for peer in await spider.find() if peer.id != self.node.id]
+        if len(found) < self.ksize or self.node.distance_to(node) < max(p.distance_to(node) for p in found):
+            try:
+                self.storage.accept(dkey, value)
+            except _RECORD_ERRORS as exc:
+                log.warning("not storing key %s locally: %s", dkey.hex(), exc)
+        results = await asyncio.gather(*(protocol.call_store(peer, dkey, value) for peer in found))
+        return sum(1 for answered, accepted in results if answered and accepted is True)
+
+    async def put(self, record: Record) -> int:
+        """Publish ``record`` under its own key; return how many peers accepted it.
+
+        Raises the :class:`~auralink.errors.IdentityError` family if the record is not valid now,
+        and :class:`~auralink_node.errors.PublishFailed` if no peer accepted it.
+        """
+        key, value = record.dht_key(), record.encode()
+        check_value(key, value, self.clock())
+        accepted = await self.set_digest(key, value)
+        if accepted == 0:
+            raise PublishFailed(f"no DHT node accepted the record for key {key.hex()}", key=key.hex())
+        return accepted
+
+    def save_state(self, fname: str) -> NoReturn:
+        raise UnsafeOperation("kademlia's save_state uses pickle; keep contacts in the node database")
+
+    def save_state_regularly(self, fname: str, frequency: int = 600) -> NoReturn:
+        raise UnsafeOperation("kademlia's save_state uses pickle; keep contacts in the node database")
+
+    @classmethod
+    async def load_state(cls, fname: str, port: int, interface: str = "") -> NoReturn:
+        raise UnsafeOperation("kademlia's load_state unpickles a file, which can run code; it is disabled")
