@@ -8,22 +8,18 @@ import random
 import signal
 import socket
 import sqlite3
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from aioquic.asyncio import connect as aioquic_connect
-from aioquic.quic.configuration import QuicConfiguration
 
 from auralink.errors import ConnectionBroken
 from auralink.identity import AuraID, Identity, Keystore
 from auralink.wire import Address
 from auralink_node.transport import Endpoint
-from auralink_node.transport.tls import make_certificate
 from tests.daemons import Daemon, cli, cli_json
-from tests.test_transport import _garbage
+from tests.test_transport import _garbage, dial_with_unknown_alpn
 
 pytestmark = pytest.mark.e2e
 
@@ -139,17 +135,8 @@ async def test_garbage_at_a_daemon_leaves_it_serving(tmp_path: Path, daemons: li
         await asyncio.wait_for(conn.wait_closed(), 10)
 
     # An unknown ALPN is refused in the handshake.
-    certified = make_certificate(Identity.generate(), 1_700_000_000)
-    config = QuicConfiguration(
-        is_client=True,
-        alpn_protocols=["h3"],
-        verify_mode=ssl.CERT_NONE,
-        certificate=certified.certificate,
-        private_key=certified.private_key,
-    )
     with pytest.raises(ConnectionError):
-        async with aioquic_connect(host, int(port), configuration=config, wait_connected=True):
-            pass
+        await dial_with_unknown_alpn(Identity.generate(), Address.parse(b.address))
 
     assert cli_json(a.home, "ping", b.aura_id, "--addr", b.address, "--count", "3")["received"] == 3
 

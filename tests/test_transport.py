@@ -86,8 +86,9 @@ async def test_a_client_without_a_certificate_is_refused(server: Endpoint) -> No
     assert all(conn.peer is not None for conn in server.connections())
 
 
-async def test_an_unknown_alpn_is_refused_in_the_handshake(server: Endpoint, ids: list[Identity]) -> None:
-    certified = make_certificate(ids[3], 1_700_000_000)
+async def dial_with_unknown_alpn(identity: Identity, address: Address) -> None:
+    """A certified client that asks for ALPN ``h3``, which no AuraLink node serves."""
+    certified = make_certificate(identity, 1_700_000_000)
     config = QuicConfiguration(
         is_client=True,
         alpn_protocols=["h3"],
@@ -95,10 +96,13 @@ async def test_an_unknown_alpn_is_refused_in_the_handshake(server: Endpoint, ids
         certificate=certified.certificate,
         private_key=certified.private_key,
     )
-    address = server.local_addresses[0]
+    async with aioquic_connect(address.host, address.port, configuration=config, wait_connected=True):
+        pass
+
+
+async def test_an_unknown_alpn_is_refused_in_the_handshake(server: Endpoint, ids: list[Identity]) -> None:
     with pytest.raises(ConnectionError):
-        async with aioquic_connect(address.host, address.port, configuration=config, wait_connected=True):
-            pass
+        await dial_with_unknown_alpn(ids[3], server.local_addresses[0])
 
 
 async def test_streams_echo_data_intact(server: Endpoint, client: Endpoint, ids: list[Identity]) -> None:

@@ -312,12 +312,3 @@ class ProxyStream(StreamHelpers):
         if self._error is None:
             self.write_eof()
             await self.drain()
-
-    async def __aenter__(self) -> ProxyStream:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if exc_info[0] is None:
-            await self.aclose()
-        else:
-            self.reset()

@@ -10,7 +10,7 @@ client code run unchanged on either. The semantics follow asyncio streams: ``rea
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 from auralink.errors import ConnectionBroken
 from auralink.identity import AuraID
@@ -74,7 +74,7 @@ class StreamHandler(Protocol):
 
 
 class StreamHelpers:
-    """``readexactly``, ``read_all`` and ``send`` on top of a stream's primitives, shared by the back ends."""
+    """``readexactly``, ``read_all``, ``send`` and ``async with`` on a stream's primitives, for both back ends."""
 
     protocol: str
 
@@ -90,10 +90,23 @@ class StreamHelpers:
     def reset(self, error_code: int = ErrorCode.CANCELLED) -> None:
         raise NotImplementedError
 
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
     async def send(self, data: bytes) -> None:
         """``write`` then ``drain``."""
         self.write(data)
         await self.drain()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """On success end our side cleanly (:meth:`aclose`); on an exception abandon the stream."""
+        if exc_info[0] is None:
+            await self.aclose()
+        else:
+            self.reset()
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes; raises :class:`~auralink.errors.ConnectionBroken` if the stream ends first."""

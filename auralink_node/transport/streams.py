@@ -259,12 +259,3 @@ class MeshStream(StreamHelpers):
                 await self.drain()
             finally:
                 self._high_water, self._low_water = marks
-
-    async def __aenter__(self) -> MeshStream:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if exc_info[0] is None:
-            await self.aclose()
-        else:
-            self.reset()
