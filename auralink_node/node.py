@@ -17,7 +17,6 @@ operations the control API offers to the CLI and to SDK apps.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import statistics
 import time
@@ -431,9 +430,8 @@ class Node:
         conn = await self.connect(peer, addresses)
         waiter = self._identified.get(peer)
         if waiter is not None:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError, AuralinkError):
-                async with asyncio.timeout(timeout):
-                    await asyncio.shield(waiter)
+            # asyncio.wait neither raises the waiter's outcome nor swallows our own cancellation.
+            await asyncio.wait([waiter], timeout=timeout)
         return conn
 
     def known_addresses(self, peer: AuraID) -> list[Address]:
@@ -470,13 +468,6 @@ class Node:
         if rtts:
             self.store.record_rtt(peer, direct_path(conn.remote), statistics.median(rtts) * 1000, now())
         return PingReport(peer, conn.remote, count, rtts)
-
-    async def wait_identified(self, peer: AuraID) -> identify.PeerInfo:
-        """Wait until identify with ``peer`` completed on its current connection."""
-        waiter = self._identified.get(peer)
-        if waiter is None:
-            raise ConnectionError_(f"no connection to {peer.short()}")
-        return await asyncio.shield(waiter)
 
     # -- status -------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

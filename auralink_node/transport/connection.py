@@ -91,13 +91,13 @@ class PeerConnection:
         self.session_resumed = False
         self.early_data_accepted = False
         self.resumed_peer: AuraID | None = None
-        self.created_at = now
         self._handshake_deadline = now + endpoint.config.handshake_timeout
         self._last_received = now
         self._ready: asyncio.Future[None] = self._loop.create_future()
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self._error: ConnectionError_ | None = None
         self._streams: dict[int, MeshStream] = {}
+        self._blocked_writers: set[MeshStream] = set()
         self._incoming: dict[int, StreamHeaderDecoder] = {}
         self._held: list[events.StreamDataReceived] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -183,9 +183,8 @@ class PeerConnection:
         for data, addr in self._quic.datagrams_to_send(now):
             self.datagrams_sent += 1
             self._sender.sendto(data, remote if addr == remote_tuple else Address(addr[0], addr[1]))
-        for stream in self._streams.values():
-            if stream._blocked:
-                stream._wake_writer()
+        if self._blocked_writers:  # only streams waiting in drain(), not every stream, on this hot path
+            self._blocked_writers = {stream for stream in self._blocked_writers if not stream._wake_writer()}
         self._arm_timer()
 
     def schedule_transmit(self) -> None:
@@ -358,6 +357,10 @@ class PeerConnection:
     def unsent_bytes(self, stream_id: int) -> int:
         """Bytes of a stream not yet acknowledged by the peer."""
         return self._quic.unsent_bytes(stream_id)
+
+    def writer_blocked(self, stream: MeshStream) -> None:
+        """``stream`` waits in ``drain()``: check it whenever acknowledgements may have freed room."""
+        self._blocked_writers.add(stream)
 
     def consumed(self, stream_id: int, nbytes: int) -> None:
         """The application read ``nbytes`` of a stream: grant the peer credit for them."""

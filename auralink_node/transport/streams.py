@@ -173,18 +173,17 @@ class MeshStream(StreamHelpers):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _wake_writer(self, *, force: bool = False) -> None:
+    def _wake_writer(self, *, force: bool = False) -> bool:
+        """Resume a blocked ``drain()`` if the backlog allows; True once nobody waits any more."""
         waiter = self._drain_waiter
         if waiter is None:
-            return
+            return True
         if force or self._connection.unsent_bytes(self.stream_id) <= self._low_water:
             self._drain_waiter = None
             if not waiter.done():
                 waiter.set_result(None)
-
-    @property
-    def _blocked(self) -> bool:
-        return self._drain_waiter is not None
+            return True
+        return False
 
     # -- reading -------------------------------------------------------------------------
     async def read(self, n: int = 65536) -> bytes:
@@ -231,6 +230,7 @@ class MeshStream(StreamHelpers):
         if self._connection.unsent_bytes(self.stream_id) <= self._high_water:
             return
         self._drain_waiter = asyncio.get_running_loop().create_future()
+        self._connection.writer_blocked(self)
         await self._drain_waiter
         if self._error is not None:
             raise self._error
