@@ -77,6 +77,7 @@ DropReason = Literal[
     "rate_limited",
     "quota",
     "queue_full",
+    "no_socket",
     "error",
     "other",
 ]

@@ -521,6 +521,22 @@ class DHTServer(Server):  # type: ignore[misc]  # kademlia is untyped
         )
         log.info("DHT node %s listening on %s", self.node.id.hex(), self.address)
 
+    def attach(self, transport: asyncio.DatagramTransport) -> None:
+        """Run over a socket someone else owns (the node's QUIC socket); feed it with :meth:`datagram_received`.
+
+        ``transport`` needs ``sendto``, ``get_extra_info("sockname")`` and ``close``.
+        """
+        if self.protocol is not None:
+            raise LocalProtocolError("the DHT is already running")
+        self.protocol = self._create_protocol()
+        self.protocol.connection_made(transport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Sequence[Any]) -> None:
+        """One DHT datagram from ``addr``, read by the socket's owner (see :meth:`attach`)."""
+        if self.protocol is not None:
+            self.protocol.datagram_received(data, addr)
+
     @property
     def address(self) -> Peer:
         """The (host, port) the socket is bound to."""

@@ -42,7 +42,7 @@ import socket
 import ssl
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -94,6 +94,7 @@ _ADDRESS_CACHE = 4096
 _BATCH = 64
 _BACKLOG = 1024
 _MAX_DATAGRAM = 65536
+_QUIC_FIXED_BIT = 0x40
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +353,7 @@ class Endpoint:
         self._on_ready: list[Callable[[PeerConnection], None]] = []
         self._on_violation: list[Callable[[PeerConnection, str], None]] = []
         self._on_closed: list[Callable[[PeerConnection], None]] = []
+        self._raw_handlers: dict[int, Callable[[bytes, Address], None]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> Endpoint:
@@ -543,6 +545,9 @@ class Endpoint:
     def _datagram_received(self, sock: _Socket, data: bytes, addr: Address) -> PeerConnection | None:
         """Feed one datagram to its connection; returns the connection, which still has to flush."""
         self._observer.bytes_transferred("received", len(data))
+        if data and not data[0] & _QUIC_FIXED_BIT:
+            self._raw_datagram_received(data, addr)
+            return None
         buf = QuicBuffer(data=data)
         try:
             header = pull_quic_header(buf, host_cid_length=8)
@@ -570,6 +575,39 @@ class Endpoint:
                 conn.discard("first packet was not a valid Initial")
                 return None
         return conn
+
+    def _raw_datagram_received(self, data: bytes, addr: Address) -> None:
+        handler = self._raw_handlers.get(data[0])
+        if handler is None:
+            self._observer.datagram_dropped("malformed")
+            return
+        handler(data, addr)
+
+    def on_raw_datagram(self, first_bytes: Iterable[int], handler: Callable[[bytes, Address], None]) -> None:
+        """Hand datagrams that start with one of ``first_bytes`` (each below 0x40) to ``handler``.
+
+        QUIC v1 sets the fixed bit (0x40) in the first byte of every packet (RFC 9000 section 17),
+        so other protocols can share the node's sockets and its NAT mappings, as RFC 9443
+        multiplexes STUN with QUIC; the DHT uses 0x00 and 0x01. ``handler`` runs on the event
+        loop for each datagram; it must not raise for bad input (it is network input).
+        """
+        for byte in first_bytes:
+            if not 0 <= byte < _QUIC_FIXED_BIT:
+                raise LocalProtocolError(f"first byte {byte:#04x} is not free: QUIC uses 0x40-0xff")
+            if byte in self._raw_handlers:
+                raise LocalProtocolError(f"first byte {byte:#04x} already has a handler")
+            self._raw_handlers[byte] = handler
+
+    def send_raw(self, data: bytes, addr: Address) -> None:
+        """Send one non-QUIC datagram from the socket of ``addr``'s IP version (dropped if there is none)."""
+        if not data or data[0] & _QUIC_FIXED_BIT:
+            raise LocalProtocolError("a raw datagram must not look like QUIC: its first byte must be below 0x40")
+        try:
+            sock = self._socket_for(addr)
+        except DialFailed:
+            self._observer.datagram_dropped("no_socket")
+            return
+        sock.sendto(data, addr)
 
     def _accept(self, sock: _Socket, data: bytes, addr: Address, header: Any, now: float) -> PeerConnection | None:
         supported = QuicConfiguration().supported_versions
