@@ -12,9 +12,10 @@ building a new model with ``model_copy(update=...)`` and validating again.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from auralink.errors import AuralinkError, ConfigError
 from auralink.identity.handles import parse_handle
 from auralink.identity.records import MAX_LIFETIME
 from auralink.wire.address import Address
+from auralink_node.transport.interfaces import expand_unspecified
 
 __all__ = ["DEFAULT_PORT", "NodeConfig", "build_config", "load_config", "resolve_config", "save_config"]
 
@@ -46,6 +48,9 @@ class NodeConfig(BaseModel):
     """Known nodes to join the mesh through, as ``HOST:PORT``."""
     mdns: bool = True
     """Find peers on the local network with mDNS."""
+    mdns_interfaces: tuple[str, ...] = ()
+    """IPv4 addresses of the interfaces mDNS may use; empty means those of the listen addresses
+    (every non-loopback interface for ``0.0.0.0``). mDNS never multicasts anywhere else."""
     metrics: str | None = None
     """Serve Prometheus ``/metrics`` and ``/health`` on this ``HOST:PORT`` (off by default)."""
     record_ttl: int = Field(default=3600, ge=60, le=MAX_LIFETIME)
@@ -60,6 +65,17 @@ class NodeConfig(BaseModel):
     @classmethod
     def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(str(_as_value_error(Address.parse, item)) for item in value)
+
+    @field_validator("mdns_interfaces")
+    @classmethod
+    def _ipv4s(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for item in value:
+            try:
+                out.append(str(ipaddress.IPv4Address(item.strip())))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IPv4 address (mDNS interfaces are given by address)") from None
+        return tuple(out)
 
     @field_validator("listen")
     @classmethod
@@ -76,6 +92,22 @@ class NodeConfig(BaseModel):
     def listen_addresses(self) -> tuple[Address, ...]:
         """The listen addresses, parsed."""
         return tuple(Address.parse(item) for item in self.listen)
+
+    def mdns_interface_addresses(self, bound: Sequence[Address]) -> list[str]:
+        """The IPv4 interface addresses mDNS uses: :attr:`mdns_interfaces`, or those ``bound`` to.
+
+        Loopback is left out unless named explicitly: it does not carry multicast to other hosts.
+        """
+        if self.mdns_interfaces:
+            return list(self.mdns_interfaces)
+        found: list[str] = []
+        for address in bound:
+            if address.version != 4:
+                continue
+            for concrete in expand_unspecified(address):
+                if not ipaddress.ip_address(concrete.host).is_loopback and concrete.host not in found:
+                    found.append(concrete.host)
+        return found
 
 
 def _as_value_error(parse: Any, value: str) -> Any:
@@ -116,7 +148,7 @@ def load_config(path: Path) -> NodeConfig:
 
 
 _ENV_PREFIX = "AURALINK_"
-_LIST_FIELDS = {"listen", "bootstrap"}
+_LIST_FIELDS = {"listen", "bootstrap", "mdns_interfaces"}
 
 
 def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -195,7 +195,7 @@ async def run_mesh_demo(report: DemoReport, workdir: Path) -> None:
                 f"mutual TLS with Ed25519 keys, bob proved {bob.aura_id.short()} at {conn.remote}",
             )
         )
-        resolved = alice.resolve("@bob.aura")
+        resolved = (await alice.resolve("@bob.aura")).aura_id
         report.steps.append(
             DemoStep(
                 "alice resolves @bob.aura from identify",

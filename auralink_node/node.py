@@ -21,7 +21,7 @@ import logging
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -33,13 +33,13 @@ from auralink.errors import (
     ConnectionError_,
     KeystoreError,
     RemoteProtocolError,
-    ResolveFailed,
 )
-from auralink.identity import AuraID, HandleClaim, Identity, NodeRecord, RecordBook, parse_handle
+from auralink.identity import AuraID, HandleClaim, Identity, NodeRecord, RecordBook
 from auralink.wire import Address
 from auralink_node.api.metrics_server import MetricsServer
 from auralink_node.api.server import ControlServer
 from auralink_node.config import NodeConfig
+from auralink_node.discovery import Discovery, DiscoveryConfig, Resolution, parse_target
 from auralink_node.home import NodeHome
 from auralink_node.metrics import NodeMetrics
 from auralink_node.protocols import identify, ping
@@ -144,6 +144,7 @@ class Node:
         passphrase: bytes | None = None,
         control_api: bool = True,
         transport: TransportConfig | None = None,
+        discovery: DiscoveryConfig | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.home = home
@@ -151,6 +152,8 @@ class Node:
         self._passphrase = passphrase
         self._control_api = control_api
         self._transport_config = transport
+        self._discovery_config = discovery
+        self._discovery: Discovery | None = None
         self._wall_clock = wall_clock
         self.router = ProtocolRouter()
         self.book = RecordBook()
@@ -201,6 +204,9 @@ class Node:
         await self._tasks.__aenter__()
         self._spawn(self._refresh_record())
         try:
+            self._discovery = Discovery(self, self._discovery_config)
+            await self._discovery.start()
+            self._spawn(self._discovery.run())
             await self._start_services()
         except BaseException:
             await self.__aexit__(None, None, None)
@@ -226,6 +232,8 @@ class Node:
         self._stopping.set()
         tasks, self._tasks = self._tasks, None
         try:
+            if self._discovery is not None:
+                await self._discovery.stop()
             if self._endpoint is not None:
                 await self._endpoint.__aexit__(None, None, None)
             if tasks is not None:
@@ -245,6 +253,19 @@ class Node:
         task = self._tasks.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def spawn_background(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` as a task of the node (cancelled when it stops); dropped if it is stopping."""
+        if self._tasks is None:
+            coro.close()
+            return
+        self._spawn(self._guarded(coro))
+
+    async def _guarded(self, coro: Coroutine[Any, Any, Any]) -> None:
+        try:
+            await coro
+        except AuralinkError as exc:  # a background job's failure must not stop the node
+            logger.info("background task failed: %s", exc)
 
     def stop(self) -> None:
         """Ask a node that is running :meth:`run_until_stopped` to stop."""
@@ -271,6 +292,22 @@ class Node:
         """The QUIC endpoint."""
         assert self._endpoint is not None, "node not started"
         return self._endpoint
+
+    @property
+    def discovery(self) -> Discovery:
+        """The DHT, mDNS and the resolver."""
+        assert self._discovery is not None, "node not started"
+        return self._discovery
+
+    @property
+    def wall_clock(self) -> Callable[[], float]:
+        """The clock records are signed and checked with (Unix seconds)."""
+        return self._wall_clock
+
+    @property
+    def claim(self) -> HandleClaim | None:
+        """Our current signed handle claim, if we have a handle."""
+        return self._claim
 
     @property
     def store(self) -> NodeStore:
@@ -303,10 +340,11 @@ class Node:
         return self._record
 
     def _resign(self) -> None:
+        """Sign our records afresh with seq + 1 (the first ever starts at the clock in milliseconds)."""
         now = self._wall_clock()
         self._record = NodeRecord.create(
             self.identity,
-            seq=int(now * 1000),  # milliseconds: grows across restarts without keeping state
+            seq=self.store.next_record_seq(first=int(now * 1000)),
             issued_at=int(now),
             expires_at=int(now) + self.config.record_ttl,
             addresses=self.advertised_addresses(),
@@ -325,6 +363,16 @@ class Node:
                 self.book.put(self._claim, now)
             except AuralinkError as exc:  # another key holds our handle in our own cache: say so
                 logger.warning("our handle %s is not ours here: %s", self.config.handle, exc)
+        if self._discovery is not None:
+            self._discovery.publish_soon()
+
+    def check_addresses(self) -> bool:
+        """Re-sign and republish our record if our addresses changed; True if they had."""
+        if self.advertised_addresses() == list(self.record.addresses):
+            return False
+        logger.info("our addresses changed to %s; publishing a new record", list(map(str, self.advertised_addresses())))
+        self._resign()
+        return True
 
     async def _refresh_record(self) -> None:
         while True:
@@ -342,6 +390,8 @@ class Node:
         self.store.peer_seen(conn.peer, now)
         self.store.peer_connected(conn.peer, now)
         self.store.address_seen(conn.peer, conn.remote, "dialed" if conn.is_client else "observed", now, success=True)
+        if self._discovery is not None:
+            self._discovery.peer_verified(conn.peer, conn.remote)
         waiter = asyncio.get_running_loop().create_future()
         self._identified[conn.peer] = waiter
         if conn.is_client and self._tasks is not None:
@@ -391,29 +441,31 @@ class Node:
         for address in info.record.addresses:
             self.store.address_seen(info.record.aura_id, address, "record", now)
         self.observed[info.observed] += 1
+        if self._discovery is not None:
+            self._discovery.negative.clear(str(info.record.aura_id))
+            if handle is not None:
+                self._discovery.negative.clear(handle)
         if waiter is not None and not waiter.done():
             waiter.set_result(info)
 
-    def resolve(self, target: AuraID | str) -> AuraID:
-        """An AuraID from an AuraID or ``@handle``, from the records this node holds.
+    async def resolve(self, target: AuraID | str) -> Resolution:
+        """The current key and addresses of an AuraID or ``@handle``: cache, then DHT and mDNS raced.
 
-        Raises :class:`~auralink.errors.ResolveFailed` for a handle nobody valid claims here
-        (the DHT and mDNS will widen this; today a handle is known once its holder connected).
+        Raises :class:`~auralink.errors.ResolveFailed` when nobody knows it (see
+        :mod:`auralink_node.discovery`).
         """
-        if isinstance(target, AuraID):
-            return target
-        text = target.strip()
-        if not (text.startswith("@") or text.endswith(".aura")):
-            return AuraID.parse(text)
-        handle = parse_handle(text)
-        record = self.book.claim(handle, self._wall_clock())
-        if record is None:
-            raise ResolveFailed(f"cannot resolve {handle}: no valid claim is known here yet", handle)
-        return self.book.current_key(record.aura_id, self._wall_clock())
+        return await self.discovery.resolve(target)
+
+    async def peer_of(self, target: AuraID | str) -> AuraID:
+        """The AuraID ``target`` names: itself if it is one, else the key its handle resolves to."""
+        parsed = parse_target(target)
+        return parsed if isinstance(parsed, AuraID) else (await self.resolve(parsed)).aura_id
 
     async def connect(self, peer: AuraID, addresses: Sequence[Address] = ()) -> PeerConnection:
         """An authenticated connection to ``peer``, via ``addresses`` or the addresses we know for it."""
         known = list(addresses) or self.known_addresses(peer)
+        if not known and self.endpoint.connection_to(peer) is None:
+            known = list((await self.resolve(peer)).addresses)
         try:
             return await self.endpoint.connect(peer, known)
         except ConnectionError_:

@@ -14,8 +14,10 @@ which the stateful phase copies from responses). Schemathesis leaves out ``GET /
 it loaded. Every check runs, tuned as :data:`CONFIG` says: no 5xx; status codes, content types, headers and
 bodies as the schema declares them; invalid input rejected; ``405`` with ``Allow`` for undeclared methods.
 
-Safety: the daemon must never send a packet off loopback. It dials only for ``/v1/connect``, ``/v1/ping``
-and ``/v1/streams``, and only for a valid AuraID (56 z-base-32 characters with a 24-bit checksum). Random
+Safety: the daemon must never send a packet off loopback. ``/v1/join`` sends DHT pings to the addresses it
+is given, so the hook turns every valid one into the loopback discard port. The daemon dials only for
+``/v1/connect``, ``/v1/ping`` and ``/v1/streams``, and only for a valid AuraID (56 z-base-32 characters with
+a 24-bit checksum). Random
 strings are not valid, but the stateful phase copies the node's own AuraID out of ``/v1/records`` into
 ``/v1/connect`` bodies, next to generated addresses. The node refuses to dial itself, and we do not rely on
 that alone: :func:`drop_addresses_next_to_a_valid_aura_id`, a Schemathesis hook, empties the addresses of
@@ -44,6 +46,7 @@ import pytest
 
 from auralink.errors import AuralinkError
 from auralink.identity import AuraID
+from auralink.wire import Address
 from tests.daemons import Daemon, cli_json
 
 pytestmark = pytest.mark.e2e
@@ -89,10 +92,27 @@ def _is_aura_id(value: object) -> bool:
     return True
 
 
+def _is_address(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        Address.parse(value)
+    except AuralinkError:
+        return False
+    return True
+
+
+DISCARD = "127.0.0.1:9"
+"""Where fuzzed ``/v1/join`` requests go instead: the discard port on loopback, where nothing answers."""
+
+
 def drop_addresses_next_to_a_valid_aura_id(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
-    """Schemathesis ``before_call`` hook: a request that names a valid AuraID carries no address to dial."""
+    """Schemathesis ``before_call`` hook: a request that names a valid AuraID carries no address to dial,
+    and every valid address a ``/v1/join`` request names becomes :data:`DISCARD`."""
     if isinstance(case.body, dict) and (_is_aura_id(case.body.get("aura_id")) or _is_aura_id(case.body.get("target"))):
         case.body["addresses"] = []  # /v1/connect, /v1/ping
+    if isinstance(case.body, dict) and isinstance(case.body.get("addresses"), list):  # /v1/join
+        case.body["addresses"] = [DISCARD if _is_address(a) else a for a in case.body["addresses"]]
     if isinstance(case.query, dict) and _is_aura_id(case.query.get("peer")):
         case.query.pop("addr", None)  # /v1/streams
 

@@ -110,7 +110,11 @@ async def test_a_connected_peer_resolves_by_handle(mesh_a: Mesh, mesh_b: Mesh) -
     with pytest.raises(ResolveFailed):
         await mesh_a.resolve("@bob.aura")
     await mesh_a.dial(mesh_b.identity.aura_id, [await address_of(mesh_b)])
-    assert await mesh_a.resolve("@bob.aura") == mesh_b.identity.aura_id
+    resolution = await mesh_a.resolve("@bob.aura")
+    assert resolution.aura_id == mesh_b.identity.aura_id
+    assert resolution.handle == "@bob.aura"
+    assert resolution.source == "cache"  # learned over identify, so the earlier miss is forgotten
+    assert resolution.addresses and resolution.record is not None
     result = await mesh_a.ping("@bob.aura", count=2)
     assert result["received"] == 2
     stream = await mesh_a.open_stream("@bob", ECHO)

@@ -397,3 +397,48 @@ def test_committed_rows_survive_kill_9_mid_write(path: Path) -> None:
             assert row.connects in (0, 1)
         assert sum(row.connects == 0 for row in later) <= 1  # only the last one can lack its second commit
     assert raw(path).execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+# -- DHT contacts, handle pins, our record's sequence number --------------------------------------
+
+
+def test_contacts_survive_a_reopen_most_recent_first_and_are_capped(path: Path) -> None:
+    with NodeStore.open(path) as store:
+        store.save_contacts([(bytes([1]) * 20, "127.0.0.1", 7700), (bytes([2]) * 20, "::1", 7701)], T0)
+        store.save_contacts([(bytes([1]) * 20, "127.0.0.2", 7702)], T0 + 5)  # moved
+    with NodeStore.open(path) as store:
+        assert store.contacts() == [(bytes([1]) * 20, "127.0.0.2", 7702), (bytes([2]) * 20, "::1", 7701)]
+        store.save_contacts([(bytes([n]) * 20, "10.0.0.1", 1000 + n) for n in range(3, 10)], T0 + 9, keep=4)
+        assert len(store.contacts()) == 4
+        assert store.contacts(limit=1)[0][0] in {bytes([n]) * 20 for n in range(3, 10)}
+
+
+@pytest.mark.parametrize(
+    "contact",
+    [(b"short", "127.0.0.1", 1), (bytes(20), "example.com", 1), (bytes(20), "127.0.0.1", 0), (bytes(20), "::1", True)],
+)
+def test_bad_contacts_are_refused_and_nothing_is_written(store: NodeStore, contact: tuple[bytes, str, int]) -> None:
+    with pytest.raises(LocalProtocolError):
+        store.save_contacts([(bytes([9]) * 20, "127.0.0.1", 9), contact], T0)
+    assert store.contacts() == []
+
+
+def test_a_pin_is_set_once_kept_when_seen_again_and_replaced_only_explicitly(store: NodeStore) -> None:
+    assert store.pin("@bob.aura") is None
+    store.set_pin("bob", BOB, T0)
+    store.set_pin("@bob.aura", BOB, T0 + 10)
+    assert store.pin("@BOB.aura") == (str(BOB), T0)  # pinned_at is the first time
+    store.set_pin("@bob.aura", ALICE, T0 + 20)
+    assert store.pin("@bob.aura") == (str(ALICE), T0 + 20)
+    assert store.forget_pin("@bob.aura") and not store.forget_pin("@bob.aura")
+    assert store.pin("@bob.aura") is None
+
+
+def test_record_seq_starts_at_first_then_grows_by_one_across_reopens(path: Path) -> None:
+    with NodeStore.open(path) as store:
+        assert store.next_record_seq(first=1_000) == 1_000
+        assert store.next_record_seq(first=5) == 1_001  # first applies only once
+    with NodeStore.open(path) as store:
+        assert store.next_record_seq(first=0) == 1_002
+    with pytest.raises(LocalProtocolError):
+        NodeStore.open(path).next_record_seq(first=-1)

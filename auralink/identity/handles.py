@@ -11,7 +11,7 @@ The rules are deliberately narrow, so that two handles that look alike are the s
   (U+FF20 U+FF21 ...) becomes ``@alice``.
 * After that, anything outside ASCII is rejected with a message. There are no confusable
   Cyrillic or Greek look-alikes to worry about, because only ``[a-z0-9-]`` is allowed.
-* The name has 3 to 32 characters, and no hyphen at either end.
+* The name has 1 to 32 characters, and no hyphen at either end (``@c.aura`` is fine).
 * The decorations are optional on input (``alice``, ``@alice``, ``alice.aura`` all parse);
   the canonical form is always ``@name.aura``.
 
@@ -26,7 +26,7 @@ from auralink.errors import InvalidHandle
 
 __all__ = ["HANDLE_MAX", "HANDLE_MIN", "HANDLE_SUFFIX", "handle_name", "parse_handle"]
 
-HANDLE_MIN = 3
+HANDLE_MIN = 1
 """Fewest characters in a handle's name part."""
 HANDLE_MAX = 32
 """Most characters in a handle's name part."""

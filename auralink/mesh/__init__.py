@@ -25,11 +25,21 @@ from urllib.parse import urlencode
 from auralink.errors import AuralinkError, ConfigError, ConnectionError_, RemoteProtocolError
 from auralink.identity import AuraID
 from auralink.mesh.daemon import DaemonClient, DaemonUnavailable, ProxyStream
+from auralink.mesh.resolution import Resolution, ResolveSource
 from auralink.mesh.stream import Stream, StreamHandler
 from auralink.wire import Address, Buffer, FrameDecoder
 from auralink.wire import proxy as wire
 
-__all__ = ["Mesh", "MeshIdentity", "PeerInfo", "Stream", "StreamHandler", "connect"]
+__all__ = [
+    "Mesh",
+    "MeshIdentity",
+    "PeerInfo",
+    "Resolution",
+    "ResolveSource",
+    "Stream",
+    "StreamHandler",
+    "connect",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +86,19 @@ class Mesh:
     identity: MeshIdentity
     """This node's AuraID and handle."""
 
-    async def resolve(self, target: AuraID | str) -> AuraID:
-        """The AuraID of an AuraID string or ``@handle`` (from the records the node holds)."""
+    async def resolve(self, target: AuraID | str) -> Resolution:
+        """Where ``target`` (an AuraID or ``@handle``) is: its current key, handle and addresses.
+
+        The node answers from records it holds, or races the DHT and mDNS; the first valid
+        record wins. Raises :class:`~auralink.errors.ResolveFailed` if nobody knows the target.
+        """
         raise NotImplementedError
+
+    async def _peer(self, target: AuraID | str) -> AuraID:
+        """``target`` itself if it is an AuraID, else the key its handle resolves to."""
+        if not _is_handle(target):
+            return target if isinstance(target, AuraID) else AuraID.parse(str(target))
+        return (await self.resolve(target)).aura_id
 
     async def dial(self, target: AuraID | str, addresses: Sequence[Address | str] = ()) -> PeerInfo:
         """Connect to ``target`` (authenticated by its AuraID) and exchange records with it."""
@@ -110,17 +130,17 @@ class _EmbeddedMesh(Mesh):
         self._node = node
         self.identity = MeshIdentity(node.aura_id, node.config.handle)
 
-    async def resolve(self, target: AuraID | str) -> AuraID:
-        resolved: AuraID = self._node.resolve(target)
-        return resolved
+    async def resolve(self, target: AuraID | str) -> Resolution:
+        resolution: Resolution = await self._node.resolve(target)
+        return resolution
 
     async def dial(self, target: AuraID | str, addresses: Sequence[Address | str] = ()) -> PeerInfo:
-        conn = await self._node.dial(await self.resolve(target), [Address.parse(str(a)) for a in addresses])
+        conn = await self._node.dial(await self._peer(target), [Address.parse(str(a)) for a in addresses])
         return PeerInfo(conn.peer, conn.remote)
 
     async def open_stream(self, target: AuraID | str, protocol: str, addresses: Sequence[Address | str] = ()) -> Stream:
         stream: Stream = await self._node.open_stream(
-            await self.resolve(target), protocol, [Address.parse(str(a)) for a in addresses]
+            await self._peer(target), protocol, [Address.parse(str(a)) for a in addresses]
         )
         return stream
 
@@ -131,7 +151,7 @@ class _EmbeddedMesh(Mesh):
         self, target: AuraID | str, addresses: Sequence[Address | str] = (), *, count: int = 1
     ) -> dict[str, Any]:
         report = await self._node.ping(
-            await self.resolve(target), [Address.parse(str(a)) for a in addresses], count=count
+            await self._peer(target), [Address.parse(str(a)) for a in addresses], count=count
         )
         result: dict[str, Any] = report.as_dict()
         return result
@@ -159,25 +179,23 @@ class _DaemonMesh(Mesh):
         for task in list(self._workers):
             task.cancel()
 
-    async def resolve(self, target: AuraID | str) -> AuraID:
-        if not _is_handle(target):
-            return target if isinstance(target, AuraID) else AuraID.parse(target)
+    async def resolve(self, target: AuraID | str) -> Resolution:
         body = await self._client.request("GET", f"/v1/resolve?{urlencode({'target': str(target).strip()})}")
-        return AuraID.parse(body["aura_id"])
+        return Resolution.from_dict(body)
 
     async def dial(self, target: AuraID | str, addresses: Sequence[Address | str] = ()) -> PeerInfo:
         body = await self._client.request(
             "POST",
             "/v1/connect",
             {
-                "aura_id": str(await self.resolve(target)),
+                "aura_id": str(await self._peer(target)),
                 "addresses": [str(a) for a in addresses],
             },
         )
         return PeerInfo(AuraID.parse(body["aura_id"]), Address.parse(body["address"]))
 
     async def open_stream(self, target: AuraID | str, protocol: str, addresses: Sequence[Address | str] = ()) -> Stream:
-        return await self._client.open_stream(await self.resolve(target), protocol, tuple(str(a) for a in addresses))
+        return await self._client.open_stream(await self._peer(target), protocol, tuple(str(a) for a in addresses))
 
     async def serve(self, protocol: str, handler: StreamHandler) -> None:
         reader, writer, early = await self._client.listen(protocol)

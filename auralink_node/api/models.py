@@ -10,11 +10,17 @@ from auralink.wire import Address
 
 __all__ = [
     "ConnectRequest",
+    "DhtPublishModel",
+    "DhtStatusResponse",
+    "JoinRequest",
+    "JoinResponse",
+    "MdnsStatusModel",
     "ConnectResponse",
     "Health",
     "PathModel",
     "PeerModel",
     "PeersResponse",
+    "PinResponse",
     "PingRequest",
     "PingResponse",
     "RecordModel",
@@ -158,12 +164,72 @@ class PingResponse(_Model):
 
 
 class ResolveResponse(_Model):
-    """Who an AuraID or handle is, and where the node knows to reach it."""
+    """Who an AuraID or handle is, and where to reach it."""
 
     aura_id: str
     handle: str | None
     addresses: list[str]
-    source: str = Field(description="where the answer came from: cache (records held here) or none")
+    source: str = Field(description="where the answer came from: cache (records held here), dht or mdns")
+    seq: int | None = Field(description="sequence number of the peer's node record, if known")
+    expires_at: int | None = Field(description="when that record expires (Unix seconds)")
+    record: str | None = Field(description="the signed node record, hex")
+    pinned: str | None = Field(description="the key the handle was pinned to, when it now resolves elsewhere")
+    warning: str | None = Field(description="something the user must hear about, e.g. a handle that changed keys")
+
+
+class JoinRequest(_Model):
+    """Nodes to join the DHT through."""
+
+    addresses: list[str] = Field(min_length=1, max_length=16)
+
+    _check = field_validator("addresses")(_addresses)
+
+
+class JoinResponse(_Model):
+    """The routing table after joining."""
+
+    joined: list[str]
+    contacts: int
+
+
+class PinResponse(_Model):
+    """The outcome of forgetting a handle's pin."""
+
+    handle: str
+    forgotten: bool = Field(description="whether the handle had a pin")
+
+
+class DhtPublishModel(_Model):
+    """The last time our records were published."""
+
+    at: float | None
+    seq: int | None
+    accepted: int | None = Field(description="fewest peers that accepted one of our records")
+    error: str | None
+
+
+class MdnsStatusModel(_Model):
+    """LAN discovery."""
+
+    enabled: bool
+    peers: int
+
+
+class DhtStatusResponse(_Model):
+    """The DHT as this node sees it."""
+
+    node_id: str
+    contacts: int
+    buckets: int
+    stored_records: int
+    bootstrap: list[str]
+    joined: list[str]
+    last_publish: DhtPublishModel
+    last_refresh: float | None
+    misbehaving_peers: int
+    rejections: dict[str, int]
+    negative_cache: int
+    mdns: MdnsStatusModel
 
 
 class RecordModel(_Model):

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from auralink import __version__
 from auralink.errors import ConnectionError_, RemoteProtocolError, StreamReset
-from auralink.identity import AuraID, NodeRecord, decode_record
+from auralink.identity import AuraID, NodeRecord, decode_record, parse_handle
 from auralink.wire import Address, FrameDecoder
 from auralink.wire import proxy as wire
 from auralink.wire.buffer import Buffer
@@ -187,10 +187,31 @@ class ControlServer:
                 "GET",
                 "/v1/resolve",
                 self._resolve_target,
-                "AuraID and addresses of an AuraID or @handle",
+                "Current key and addresses of an AuraID or @handle (cache, DHT and mDNS raced)",
                 query=(("target", True, "AuraID or @handle"),),
                 response=models.ResolveResponse,
-                errors=(400, 404),
+                errors=(400, 404, 502),
+            ),
+            Route(
+                "POST",
+                "/v1/join",
+                self._join,
+                "Join the DHT through known nodes",
+                body=models.JoinRequest,
+                response=models.JoinResponse,
+                errors=(400,),
+            ),
+            Route(
+                "GET", "/v1/dht", self._dht, "The DHT's routing table and publishing", response=models.DhtStatusResponse
+            ),
+            Route(
+                "DELETE",
+                "/v1/pins",
+                self._forget_pin,
+                "Forget the key a handle was pinned to",
+                query=(("handle", True, "the @handle"),),
+                response=models.PinResponse,
+                errors=(400,),
             ),
             Route(
                 "GET",
@@ -289,24 +310,26 @@ class ControlServer:
         )
 
     async def _resolve_target(self, request: Request) -> Response:
-        aura_id = self._node.resolve(request.one("target") or "")
-        record = self._node.book.node(aura_id, self._node._wall_clock())
-        row = self._node.store.peer(aura_id)
-        return json_response(
-            models.ResolveResponse(
-                aura_id=str(aura_id),
-                handle=row.handle if row else None,
-                addresses=[str(a) for a in self._node.known_addresses(aura_id)],
-                source="cache" if record is not None or row is not None else "none",
-            )
-        )
+        resolution = await self._node.resolve(request.one("target") or "")
+        return json_response(models.ResolveResponse(**resolution.as_dict()))
 
     async def _ping(self, request: Request) -> Response:
         body: models.PingRequest = request.json(models.PingRequest)
-        report = await self._node.ping(
-            self._node.resolve(body.target), [Address.parse(a) for a in body.addresses], count=body.count
-        )
+        peer = await self._node.peer_of(body.target)
+        report = await self._node.ping(peer, [Address.parse(a) for a in body.addresses], count=body.count)
         return json_response(models.PingResponse(**report.as_dict()))
+
+    async def _join(self, request: Request) -> Response:
+        body: models.JoinRequest = request.json(models.JoinRequest)
+        contacts = await self._node.discovery.join(body.addresses)
+        return json_response(models.JoinResponse(joined=self._node.discovery.joined, contacts=contacts))
+
+    async def _dht(self, request: Request) -> Response:
+        return json_response(models.DhtStatusResponse(**self._node.discovery.status()))
+
+    async def _forget_pin(self, request: Request) -> Response:
+        handle = parse_handle(request.one("handle") or "")
+        return json_response(models.PinResponse(handle=handle, forgotten=self._node.store.forget_pin(handle)))
 
     async def _records(self, request: Request) -> Response:
         now = self._node._wall_clock()

@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import typer
 
@@ -33,9 +34,10 @@ except ImportError:  # pragma: no cover
 from auralink.errors import AuralinkError, ConfigError, KeystoreExists
 from auralink.identity.handles import parse_handle
 from auralink.identity.keys import AuraID, Identity
-from auralink.mesh.daemon import DaemonClient
+from auralink.mesh.daemon import DaemonClient, DaemonUnavailable
 from auralink.wire import Address
 from auralink_node.config import NodeConfig, build_config, load_config, resolve_config, save_config
+from auralink_node.errors import DHTError
 from auralink_node.home import NodeHome, resolve_home
 
 __all__ = ["app", "main"]
@@ -50,6 +52,10 @@ app = typer.Typer(
 )
 id_app = typer.Typer(help="Show or rotate this node's identity.", no_args_is_help=True)
 app.add_typer(id_app, name="id")
+dht_app = typer.Typer(help="Inspect the node's DHT.", no_args_is_help=True)
+app.add_typer(dht_app, name="dht")
+pins_app = typer.Typer(help="Manage the keys handles are pinned to (trust on first use).", no_args_is_help=True)
+app.add_typer(pins_app, name="pins")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 PassphraseOpt = Annotated[
@@ -310,10 +316,129 @@ def peers(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     _emit(as_json, info, lines)
 
 
+def _check_target(target: str) -> str:
+    """Validate an AuraID or @handle offline, so a typo fails before the daemon is asked."""
+    text = target.strip()
+    if text.startswith("@") or text.endswith(".aura"):
+        return parse_handle(text)
+    return str(AuraID.parse(text))
+
+
+@app.command()
+def resolve(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="AuraID or @handle to look up.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Find a peer's current key and addresses: records held here, then the DHT and mDNS raced."""
+    query = urlencode({"target": _check_target(target)})
+    result = _daemon_call(ctx, "GET", f"/v1/resolve?{query}", timeout=30.0)
+    if result.get("warning"):
+        typer.echo(f"WARNING: {result['warning']}", err=True)
+    _emit(
+        as_json,
+        result,
+        [
+            f"aura_id:   {result['aura_id']}",
+            f"handle:    {result['handle'] or '(none known)'}",
+            f"addresses: {', '.join(result['addresses']) or '(none)'}",
+            f"source:    {result['source']}" + (f"  (record seq {result['seq']})" if result.get("seq") else ""),
+        ],
+    )
+
+
+@app.command()
+def join(
+    ctx: typer.Context,
+    address: Annotated[list[str], typer.Argument(help="A node's UDP address (repeatable).", metavar="HOST:PORT...")],
+    passphrase_file: PassphraseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Join the mesh through known nodes, and save them as bootstrap nodes in the config.
+
+    Uses the running daemon if there is one; otherwise starts the node just long enough to join.
+    """
+    home = _home(ctx)
+    targets = [str(Address.parse(item)) for item in address]
+    config = load_config(home.config_path)
+    try:
+        result = _daemon_call(ctx, "POST", "/v1/join", {"addresses": targets}, timeout=30.0)
+        via = "daemon"
+    except DaemonUnavailable:
+        result = asyncio.run(_join_embedded(home, config, targets, _read_passphrase(passphrase_file)))
+        via = "embedded"
+    if result["contacts"] == 0:
+        raise DHTError(
+            f"no DHT node answered at {', '.join(targets)}; check the address and port, and that the node "
+            "runs `auralink-node up` (nothing was saved)"
+        )
+    bootstrap = list(dict.fromkeys([*config.bootstrap, *targets]))
+    save_config(home.config_path, config.model_copy(update={"bootstrap": tuple(bootstrap)}))
+    payload = {
+        "joined": targets,
+        "contacts": result["contacts"],
+        "bootstrap": bootstrap,
+        "config": str(home.config_path),
+        "via": via,
+    }
+    _emit(
+        as_json,
+        payload,
+        [
+            f"joined through {', '.join(targets)}: {result['contacts']} DHT contacts",
+            f"saved as bootstrap in {home.config_path}",
+        ],
+    )
+
+
+async def _join_embedded(home: NodeHome, config: NodeConfig, targets: list[str], passphrase: bytes | None) -> Any:
+    from auralink_node.node import Node  # noqa: PLC0415 - only a join without a daemon needs it
+
+    async with Node(home, config, passphrase=passphrase, control_api=False) as node:
+        contacts = await node.discovery.join(targets)
+        return {"joined": targets, "contacts": contacts}
+
+
+@dht_app.command("status")
+def dht_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Show the DHT routing table, stored records, publishing and misbehaving peers."""
+    info = _daemon_call(ctx, "GET", "/v1/dht")
+    published = info["last_publish"]
+    _emit(
+        as_json,
+        info,
+        [
+            f"node id:   {info['node_id']}",
+            f"contacts:  {info['contacts']} in {info['buckets']} buckets",
+            f"records:   {info['stored_records']} stored here",
+            f"published: seq {published['seq']}, accepted by {published['accepted']} peers"
+            + (f" ({published['error']})" if published["error"] else ""),
+            f"rejected:  {sum(info['rejections'].values())} from {info['misbehaving_peers']} peers",
+            f"mdns:      {'on, ' + str(info['mdns']['peers']) + ' peers' if info['mdns']['enabled'] else 'off'}",
+        ],
+    )
+
+
+@pins_app.command("forget")
+def pins_forget(
+    ctx: typer.Context,
+    handle: Annotated[str, typer.Argument(help="The @handle whose pinned key to forget.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Trust the key a handle resolves to next time (after it changed and you checked why)."""
+    query = urlencode({"handle": parse_handle(handle)})
+    result = _daemon_call(ctx, "DELETE", f"/v1/pins?{query}")
+    _emit(
+        as_json,
+        result,
+        [f"{result['handle']}: " + ("pin forgotten" if result["forgotten"] else "was not pinned")],
+    )
+
+
 @app.command()
 def ping(
     ctx: typer.Context,
-    target: Annotated[str, typer.Argument(help="AuraID (or @handle once discovery exists) to ping.")],
+    target: Annotated[str, typer.Argument(help="AuraID or @handle to ping.")],
     addr: Annotated[
         list[str] | None, typer.Option("--addr", help="Address of the target (repeatable).", metavar="HOST:PORT")
     ] = None,
@@ -321,11 +446,10 @@ def ping(
     as_json: JsonOpt = False,
 ) -> None:
     """Ping a peer through the daemon and report round-trip times."""
-    if not target.strip().startswith("@"):
-        AuraID.parse(target)  # a typo fails here, before the daemon is asked
+    checked = _check_target(target)
     for item in addr or []:
         Address.parse(item)
-    body = {"target": target.strip(), "addresses": addr or [], "count": count}
+    body = {"target": checked, "addresses": addr or [], "count": count}
     result = _daemon_call(ctx, "POST", "/v1/ping", body, timeout=30.0 + 5.0 * count)
     rtt = result["rtt_ms"]
     _emit(

@@ -45,6 +45,7 @@ raises :class:`~auralink.errors.InvalidAuraID`, a malformed handle
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import math
 import os
 import sqlite3
@@ -92,6 +93,12 @@ RTT_BETA = 1 / 4
 
 LOSS_ALPHA = 1 / 8
 """Gain of the smoothed loss rate; one lost probe moves it by an eighth."""
+
+MAX_CONTACTS = 256
+"""DHT contacts kept across restarts (the most recently seen)."""
+
+DHT_ID_SIZE = 20
+"""Bytes in a DHT node ID."""
 
 AddressSource = Literal["config", "dialed", "mdns", "observed", "record"]
 """How an address was learned: configured, dialled by us, found on the LAN, seen as a packet source,
@@ -156,6 +163,32 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) WITHOUT ROWID;
 
         CREATE INDEX peers_by_last_seen ON peers (last_seen);
+        """,
+    ),
+    Migration(
+        2,
+        "DHT contacts, handle pins and the node's own record sequence number",
+        """
+        CREATE TABLE dht_contacts (
+            node_id    BLOB PRIMARY KEY NOT NULL,
+            host       TEXT NOT NULL,
+            port       INTEGER NOT NULL,
+            last_seen  REAL NOT NULL
+        ) WITHOUT ROWID;
+
+        CREATE TABLE handle_pins (
+            handle     TEXT PRIMARY KEY NOT NULL,
+            aura_id    TEXT NOT NULL,
+            pinned_at  REAL NOT NULL,
+            last_seen  REAL NOT NULL
+        ) WITHOUT ROWID;
+
+        CREATE TABLE node_state (
+            key        TEXT PRIMARY KEY NOT NULL,
+            value      INTEGER NOT NULL
+        ) WITHOUT ROWID;
+
+        CREATE INDEX dht_contacts_by_last_seen ON dht_contacts (last_seen);
         """,
     ),
 )
@@ -253,6 +286,15 @@ def _address(value: Address | str) -> str:
     if value.port == 0:
         raise LocalProtocolError(f"address {value}: port 0 cannot be dialled")
     return str(value)
+
+
+def _host_port(host: str, port: int) -> tuple[str, int]:
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise LocalProtocolError(f"a contact port is 1 to 65535, not {port!r}")
+    try:
+        return str(ipaddress.ip_address(host)), port
+    except ValueError as exc:
+        raise LocalProtocolError(f"a contact host is an IP address, not {host!r}") from exc
 
 
 def _path(value: str) -> str:
@@ -551,6 +593,81 @@ class NodeStore:
                 (peer,),
             ).fetchall()
         return [PathRow(*row) for row in rows]
+
+    # -- DHT contacts --------------------------------------------------------------------------
+
+    def save_contacts(
+        self, contacts: Sequence[tuple[bytes, str, int]], now: float, *, keep: int = MAX_CONTACTS
+    ) -> None:
+        """Remember DHT contacts ``(node_id, host, port)`` seen at ``now``; keep the ``keep`` most recent."""
+        when = _now(now)
+        rows = []
+        for node_id, host, port in contacts:
+            if not isinstance(node_id, bytes) or len(node_id) != DHT_ID_SIZE:
+                raise LocalProtocolError(f"a DHT node ID is {DHT_ID_SIZE} bytes")
+            rows.append((node_id, *_host_port(host, port), when))
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO dht_contacts (node_id, host, port, last_seen) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (node_id) DO UPDATE SET host = excluded.host, port = excluded.port, "
+                "last_seen = max(last_seen, excluded.last_seen)",
+                rows,
+            )
+            db.execute(
+                "DELETE FROM dht_contacts WHERE node_id NOT IN "
+                "(SELECT node_id FROM dht_contacts ORDER BY last_seen DESC, node_id LIMIT ?)",
+                (keep,),
+            )
+
+    def contacts(self, limit: int = MAX_CONTACTS) -> list[tuple[bytes, str, int]]:
+        """Saved DHT contacts, most recently seen first."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT node_id, host, port FROM dht_contacts ORDER BY last_seen DESC, node_id LIMIT ?", (limit,)
+            ).fetchall()
+        return [(bytes(node_id), str(host), int(port)) for node_id, host, port in rows]
+
+    # -- handle pins (trust on first use) --------------------------------------------------------
+
+    def pin(self, handle: str) -> tuple[str, float] | None:
+        """The AuraID ``handle`` is pinned to and when it was pinned, or ``None``."""
+        with self._read() as db:
+            row = db.execute("SELECT aura_id, pinned_at FROM handle_pins WHERE handle = ?", (parse_handle(handle),))
+            found = row.fetchone()
+        return None if found is None else (str(found[0]), float(found[1]))
+
+    def set_pin(self, handle: str, aura_id: AuraID | str, now: float) -> None:
+        """Pin ``handle`` to ``aura_id`` (replacing any pin), or note that the pin was seen again."""
+        name, peer, when = parse_handle(handle), _aura_id(aura_id), _now(now)
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO handle_pins (handle, aura_id, pinned_at, last_seen) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (handle) DO UPDATE SET "
+                "pinned_at = CASE WHEN aura_id = excluded.aura_id THEN pinned_at ELSE excluded.pinned_at END, "
+                "aura_id = excluded.aura_id, last_seen = max(last_seen, excluded.last_seen)",
+                (name, peer, when, when),
+            )
+
+    def forget_pin(self, handle: str) -> bool:
+        """Drop the pin of ``handle``; return whether there was one."""
+        with self._write() as db:
+            return db.execute("DELETE FROM handle_pins WHERE handle = ?", (parse_handle(handle),)).rowcount > 0
+
+    # -- our own record ---------------------------------------------------------------------------
+
+    def next_record_seq(self, *, first: int) -> int:
+        """The sequence number for our next record: the last one handed out plus 1, or ``first``."""
+        if isinstance(first, bool) or not isinstance(first, int) or first < 0:
+            raise LocalProtocolError(f"a first sequence number is a non-negative int, not {first!r}")
+        with self._write() as db:
+            row = db.execute("SELECT value FROM node_state WHERE key = 'record_seq'").fetchone()
+            seq = first if row is None else int(row[0]) + 1
+            db.execute(
+                "INSERT INTO node_state (key, value) VALUES ('record_seq', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (seq,),
+            )
+        return seq
 
 
 _PEER_SELECT = "SELECT aura_id, handle, first_seen, last_seen, last_record, connects, failures FROM peers"
