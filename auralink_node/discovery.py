@@ -49,8 +49,8 @@ from typing import TYPE_CHECKING, Any
 from kademlia.node import Node as KademliaNode
 
 from auralink.errors import AuralinkError, IdentityError, ResolveFailed
-from auralink.identity import AuraID, HandleClaim, NodeRecord, parse_handle
-from auralink.identity.records import Record, handle_dht_key
+from auralink.identity import AuraID, HandleClaim, KeyRotation, NodeRecord, parse_handle
+from auralink.identity.records import MAX_ROTATION_CHAIN, Record, handle_dht_key, rotation_dht_key
 from auralink.mesh.resolution import Resolution, ResolveSource
 from auralink.wire import Address
 from auralink_node.dht import DHTConfig, DHTServer, PublishFailed
@@ -161,8 +161,8 @@ class _EndpointLink(asyncio.DatagramTransport):
 
 
 def _peer_of(record: Record) -> AuraID:
-    assert isinstance(record, NodeRecord | HandleClaim)
-    return record.aura_id
+    """Whose record it is (for a rotation: the key it hands over to)."""
+    return record.new if isinstance(record, KeyRotation) else record.aura_id
 
 
 class Discovery:
@@ -247,7 +247,7 @@ class Discovery:
 
     async def _publish_now(self) -> None:
         self._publish.clear()
-        records: list[Record] = [self._node.record]
+        records: list[Record] = [*self._node.rotations, self._node.record]  # rotations first: they move the handle
         if self._node.claim is not None:
             records.append(self._node.claim)
         entry: dict[str, Any] = {"at": self._node.wall_clock(), "seq": self._node.record.seq, "error": None}
@@ -355,7 +355,12 @@ class Discovery:
     # -- DHT lookups ------------------------------------------------------------------------------
     async def _dht_claim(self, handle: str) -> HandleClaim | None:
         found = await self.dht.get_record(handle_dht_key(handle))
-        return found if isinstance(found, HandleClaim) and self._keep(found) else None
+        if not isinstance(found, HandleClaim):
+            return None
+        held = self._node.book.claim(handle, self._node.wall_clock())
+        if held is not None and held.aura_id != found.aura_id:  # moved by a rotation we have not seen yet?
+            await self._fetch_rotations(held.aura_id)
+        return found if self._keep(found) else None
 
     async def _dht_record(self, peer: AuraID) -> NodeRecord | None:
         found = await self.dht.get_record(peer.dht_key())
@@ -372,6 +377,13 @@ class Discovery:
             logger.info("record from the DHT for %s not kept: %s", _peer_of(record), exc)
             return False
         self._fetched[record.dht_key()] = now
+        store = self._node.store
+        if isinstance(record, HandleClaim):
+            store.peer_seen(record.aura_id, now, handle=record.handle)
+        elif isinstance(record, NodeRecord):
+            store.peer_seen(record.aura_id, now, record=record.encode())
+            for address in record.addresses:
+                store.address_seen(record.aura_id, address, "record", now)
         return True
 
     # -- resolution -------------------------------------------------------------------------------
@@ -425,7 +437,7 @@ class Discovery:
                 raise ResolveFailed(f"cannot resolve {handle}: no valid claim in the DHT or on the LAN", handle)
         assert isinstance(claim, HandleClaim)
         aura_id = self._node.book.current_key(claim.aura_id, self._node.wall_clock())
-        pinned, warning = self._check_pin(handle, aura_id)
+        pinned, warning = await self._check_pin(handle, aura_id)
         resolution = await self._resolve_key(aura_id, handle=handle)
         return Resolution(
             aura_id,
@@ -455,6 +467,14 @@ class Discovery:
         self.negative.clear(str(aura_id))
         return Resolution(aura_id, handle, addresses, source, record)
 
+    async def _fetch_rotations(self, old: AuraID) -> None:
+        """Fetch the chain of signed rotations away from ``old`` from the DHT into the book."""
+        for _ in range(MAX_ROTATION_CHAIN):
+            found = await self.dht.get_record(rotation_dht_key(old))
+            if not isinstance(found, KeyRotation) or found.old != old or not self._keep(found):
+                return
+            old = found.new
+
     def _handle_of(self, aura_id: AuraID, now: float) -> str | None:
         """The handle ``aura_id`` validly claims, as far as the records held here tell."""
         if aura_id == self._node.aura_id:
@@ -475,7 +495,7 @@ class Discovery:
         fetched = self._fetched.get(record.dht_key())
         return fetched is not None and self._node.wall_clock() - fetched < self.config.cache_ttl
 
-    def _check_pin(self, handle: str, aura_id: AuraID) -> tuple[AuraID | None, str | None]:
+    async def _check_pin(self, handle: str, aura_id: AuraID) -> tuple[AuraID | None, str | None]:
         """Pin ``handle`` on first use; report a different key loudly unless a rotation explains it."""
         now = self._node.wall_clock()
         store = self._node.store
@@ -487,6 +507,8 @@ class Discovery:
         if pinned == aura_id:
             store.set_pin(handle, aura_id, now)
             return None, None
+        if self._node.book.current_key(pinned, now) != aura_id:
+            await self._fetch_rotations(pinned)
         if self._node.book.current_key(pinned, now) == aura_id:
             logger.info("%s moved from %s to %s by a signed key rotation; pin updated", handle, pinned, aura_id)
             store.set_pin(handle, aura_id, now)

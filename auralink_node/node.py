@@ -34,7 +34,7 @@ from auralink.errors import (
     KeystoreError,
     RemoteProtocolError,
 )
-from auralink.identity import AuraID, HandleClaim, Identity, NodeRecord, RecordBook
+from auralink.identity import AuraID, HandleClaim, Identity, KeyRotation, NodeRecord, RecordBook
 from auralink.wire import Address
 from auralink_node.api.metrics_server import MetricsServer
 from auralink_node.api.server import ControlServer
@@ -172,6 +172,8 @@ class Node:
         self.metrics_address: Address | None = None
         """Where ``/metrics`` and ``/health`` are served (port 0 resolved), if enabled."""
         self._identified: dict[AuraID, asyncio.Future[identify.PeerInfo]] = {}
+        self.rotations: tuple[KeyRotation, ...] = ()
+        """The signed rotations that led to our current key, oldest first (published with our records)."""
         self.router.register(ping.PING_PROTOCOL, ping.serve_ping)
         self.router.register(identify.IDENTIFY_PROTOCOL, self._serve_identify)
 
@@ -181,6 +183,7 @@ class Node:
         if not keystore.exists():
             raise KeystoreError(f"no identity in {self.home.root}; create one with `auralink-node init`")
         self._identity = keystore.load(self._passphrase)
+        self.rotations = keystore.rotations()
         self._started_at = self._wall_clock()
         self._store = NodeStore.open(self.home.root / "node.db")
         self._metrics = NodeMetrics(self._identity.aura_id, __version__)
@@ -199,6 +202,8 @@ class Node:
             raise ConfigError(f"cannot listen on {', '.join(self.config.listen)}: {exc.strerror}", "listen") from exc
         self._endpoint.on_connection_ready(self._connection_ready)
         self._endpoint.on_connection_closed(self._connection_closed)
+        for rotation in self.rotations:  # so that our own book follows our key's history
+            self.book.put(rotation, self._wall_clock())
         self._resign()
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()

@@ -77,6 +77,7 @@ __all__ = [
     "handle_dht_key",
     "pull_record",
     "push_record",
+    "rotation_dht_key",
 ]
 
 RECORD_MAX_SIZE = 1000
@@ -124,6 +125,11 @@ class RelayAddress:
 
 def _dht_key(person: bytes, subject: bytes) -> bytes:
     return hashlib.blake2b(subject, digest_size=20, person=person).digest()
+
+
+def rotation_dht_key(old: AuraID) -> bytes:
+    """The 20-byte DHT key under which the rotation away from the key ``old`` is stored."""
+    return _dht_key(b"auralink-dht-rot", old.public_key)
 
 
 def handle_dht_key(handle: str) -> bytes:
@@ -480,7 +486,7 @@ class KeyRotation(_SignedRecord):
 
     def dht_key(self) -> bytes:
         """The DHT key this rotation is stored under: derived from the old key."""
-        return _dht_key(b"auralink-dht-rot", self.old.public_key)
+        return rotation_dht_key(self.old)
 
 
 Record = NodeRecord | HandleClaim | KeyRotation

@@ -1,0 +1,122 @@
+"""Discovery between real in-process nodes on loopback: the DHT on the QUIC socket, pins, rotations."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from auralink.errors import ResolveFailed
+from auralink.identity import Identity
+from auralink_node.config import NodeConfig
+from auralink_node.home import NodeHome
+from auralink_node.node import Node
+
+LOOPBACK = ("127.0.0.1:0",)
+
+
+def make_home(root: Path, name: str) -> NodeHome:
+    home = NodeHome(root / name)
+    home.root.mkdir(parents=True, exist_ok=True)
+    home.keystore().create(Identity.generate())
+    return home
+
+
+@contextlib.asynccontextmanager
+async def running(home: NodeHome, handle: str | None = None, bootstrap: tuple[str, ...] = ()) -> AsyncIterator[Node]:
+    config = NodeConfig(handle=handle, listen=LOOPBACK, bootstrap=bootstrap)
+    async with Node(home, config, control_api=False) as node:
+        yield node
+
+
+async def test_the_dht_shares_the_quic_port_and_records_resolve_across_it(tmp_path: Path) -> None:
+    async with (
+        running(make_home(tmp_path, "b")) as b,
+        running(make_home(tmp_path, "c"), "@carol.aura") as c,
+        running(make_home(tmp_path, "a")) as a,
+    ):
+        b_addr = str(b.listen_addresses[0])
+        assert await c.discovery.join([b_addr]) == 1
+        assert c.discovery.last_publish["accepted"] == 1  # b holds c's record and claim now
+        assert await a.discovery.join([b_addr]) >= 1
+
+        resolution = await a.resolve("@carol.aura")
+        assert resolution.aura_id == c.aura_id and resolution.source == "dht"
+        assert resolution.addresses == tuple(c.listen_addresses)
+        assert resolution.record is not None and resolution.record.seq == c.record.seq
+        assert resolution.warning is None
+        assert a.store.pin("@carol.aura") == (str(c.aura_id), pytest.approx(time.time(), abs=60))
+
+        by_key = await a.resolve(str(c.aura_id))
+        assert by_key.aura_id == c.aura_id and by_key.source == "cache" and by_key.handle == "@carol.aura"
+
+        report = await a.ping(c.aura_id, count=1)  # no address given: found through resolution
+        assert report.received == 1
+
+
+async def test_a_new_address_is_published_with_seq_plus_one(tmp_path: Path) -> None:
+    async with running(make_home(tmp_path, "b")) as b, running(make_home(tmp_path, "c"), "@carol.aura") as c:
+        await c.discovery.join([str(b.listen_addresses[0])])
+        before = c.record.seq
+        c._resign()  # what check_addresses() does when the interfaces change
+        await c.discovery._publish_now()
+        assert c.record.seq == before + 1
+        held = b.discovery.dht.storage.record(c.aura_id.dht_key())
+        assert held is not None and held.seq == before + 1
+
+
+async def test_a_handle_that_changes_key_without_rotation_warns(tmp_path: Path) -> None:
+    impostor = Identity.generate().aura_id
+    async with (
+        running(make_home(tmp_path, "b")) as b,
+        running(make_home(tmp_path, "c"), "@carol.aura") as c,
+        running(make_home(tmp_path, "a")) as a,
+    ):
+        await c.discovery.join([str(b.listen_addresses[0])])
+        await a.discovery.join([str(b.listen_addresses[0])])
+        a.store.set_pin("@carol.aura", impostor, 1_000_000.0)  # as if @carol.aura had been another key
+
+        resolution = await a.resolve("@carol.aura")
+        assert resolution.aura_id == c.aura_id
+        assert resolution.pinned == impostor
+        assert resolution.warning is not None and "pinned to" in resolution.warning
+        assert a.store.pin("@carol.aura") == (str(impostor), 1_000_000.0)  # the pin stays until forgotten
+
+
+async def test_a_key_rotation_moves_the_handle_and_the_pin_follows(tmp_path: Path) -> None:
+    carol = make_home(tmp_path, "c")
+    async with running(make_home(tmp_path, "b")) as b, running(make_home(tmp_path, "a")) as a:
+        b_addr = str(b.listen_addresses[0])
+        await a.discovery.join([b_addr])
+        async with running(carol, "@carol.aura") as c:
+            await c.discovery.join([b_addr])
+            old = c.aura_id
+        assert (await a.resolve("@carol.aura")).aura_id == old
+
+        new, _ = carol.keystore().rotate(now=time.time())
+        async with running(carol, "@carol.aura") as c:
+            await c.discovery.join([b_addr])
+            published = c.discovery.last_publish
+            assert published["accepted"] >= 1 and published["error"] is None  # the rotated key took the handle
+            a.discovery._fetched.clear()  # let the cache age out
+            resolution = await a.resolve("@carol.aura")
+        assert resolution.aura_id == new.aura_id
+        assert resolution.warning is None
+        assert a.store.pin("@carol.aura") is not None
+        assert a.store.pin("@carol.aura")[0] == str(new.aura_id)  # type: ignore[index]
+
+
+async def test_an_unknown_target_fails_and_is_remembered(tmp_path: Path) -> None:
+    async with running(make_home(tmp_path, "b")) as b, running(make_home(tmp_path, "a")) as a:
+        await a.discovery.join([str(b.listen_addresses[0])])
+        with pytest.raises(ResolveFailed, match="no valid claim"):
+            await a.resolve("@nobody.aura")
+        with pytest.raises(ResolveFailed, match="remembered"):
+            await a.resolve("@nobody.aura")
+        stranger = Identity.generate().aura_id
+        with pytest.raises(ResolveFailed, match="no node record"):
+            await a.resolve(stranger)
+        assert a.discovery.status()["negative_cache"] == 2
