@@ -46,6 +46,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kademlia.crawling import NodeSpiderCrawl
 from kademlia.node import Node as KademliaNode
 
 from auralink.errors import AuralinkError, IdentityError, ResolveFailed
@@ -268,29 +269,34 @@ class Discovery:
         entry["accepted"] = min(accepted)
         self.last_publish = entry
 
-    async def join(self, addresses: Sequence[str | Address], *, save: bool = True) -> int:
-        """Join the DHT through ``addresses`` and saved contacts; returns the contacts known after.
+    async def join(self, addresses: Sequence[str | Address], *, save: bool = True) -> list[str]:
+        """Join the DHT through ``addresses``; returns those that answered (see :attr:`joined`).
 
-        ``save`` also keeps the contacts in ``node.db``.
+        The nodes that answer seed a lookup of our own ID, which fills the routing table
+        (Kademlia paper, section 2.3). ``save`` keeps the contacts in ``node.db``; without it (at
+        start, and when the table emptied) the saved contacts are tried too.
         """
         targets: list[tuple[str, int]] = []
         for item in addresses:
             address = item if isinstance(item, Address) else Address.parse(item)
             targets.append(address.as_tuple())
-        if not save:  # at start and when the table emptied: saved contacts help too
+        if not save:
             for _node_id, host, port in self._node.store.contacts(self.config.saved_contacts):
                 if (host, port) not in targets:
                     targets.append((host, port))
         ours = {a.as_tuple() for a in self._node.listen_addresses}
         targets = [t for t in targets if t not in ours]
-        if targets:
-            await self.dht.bootstrap(targets)
-            self.joined = [str(Address(*t)) for t in targets]
+        found = [n for n in await asyncio.gather(*(self.dht.bootstrap_node(t) for t in targets)) if n is not None]
+        answered = [str(Address(n.ip, n.port)) for n in found]
+        if found:
+            spider = NodeSpiderCrawl(self.dht.protocol, self.dht.node, found, self.dht.ksize, self.dht.alpha)
+            await spider.find()
+            self.joined = list(dict.fromkeys([*self.joined, *answered]))
         if save:
             self.save_contacts()
         if self.contact_count():
             await self._publish_now()  # so that once join returns, our records are out there
-        return self.contact_count()
+        return answered
 
     def contacts(self) -> list[KademliaNode]:
         """Every contact in the routing table."""

@@ -39,9 +39,10 @@ async def test_the_dht_shares_the_quic_port_and_records_resolve_across_it(tmp_pa
         running(make_home(tmp_path, "a")) as a,
     ):
         b_addr = str(b.listen_addresses[0])
-        assert await c.discovery.join([b_addr]) == 1
+        assert await c.discovery.join([b_addr]) == [b_addr]
         assert c.discovery.last_publish["accepted"] == 1  # b holds c's record and claim now
-        assert await a.discovery.join([b_addr]) >= 1
+        assert await a.discovery.join([b_addr, "127.0.0.1:9"]) == [b_addr]  # nothing answers on discard
+        assert a.discovery.contact_count() == 2  # b, and c found by the lookup of our own ID
 
         resolution = await a.resolve("@carol.aura")
         assert resolution.aura_id == c.aura_id and resolution.source == "dht"

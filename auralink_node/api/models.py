@@ -188,8 +188,8 @@ class JoinRequest(_Model):
 class JoinResponse(_Model):
     """The routing table after joining."""
 
-    joined: list[str]
-    contacts: int
+    joined: list[str] = Field(description="the addresses that answered")
+    contacts: int = Field(description="contacts in the routing table after joining")
 
 
 class PinResponse(_Model):

@@ -321,8 +321,8 @@ class ControlServer:
 
     async def _join(self, request: Request) -> Response:
         body: models.JoinRequest = request.json(models.JoinRequest)
-        contacts = await self._node.discovery.join(body.addresses)
-        return json_response(models.JoinResponse(joined=self._node.discovery.joined, contacts=contacts))
+        answered = await self._node.discovery.join(body.addresses)
+        return json_response(models.JoinResponse(joined=answered, contacts=self._node.discovery.contact_count()))
 
     async def _dht(self, request: Request) -> Response:
         return json_response(models.DhtStatusResponse(**self._node.discovery.status()))

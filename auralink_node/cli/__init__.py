@@ -367,15 +367,15 @@ def join(
     except DaemonUnavailable:
         result = asyncio.run(_join_embedded(home, config, targets, _read_passphrase(passphrase_file)))
         via = "embedded"
-    if result["contacts"] == 0:
+    if not result["joined"]:
         raise DHTError(
             f"no DHT node answered at {', '.join(targets)}; check the address and port, and that the node "
             "runs `auralink-node up` (nothing was saved)"
         )
-    bootstrap = list(dict.fromkeys([*config.bootstrap, *targets]))
+    bootstrap = list(dict.fromkeys([*config.bootstrap, *result["joined"]]))
     save_config(home.config_path, config.model_copy(update={"bootstrap": tuple(bootstrap)}))
     payload = {
-        "joined": targets,
+        "joined": result["joined"],
         "contacts": result["contacts"],
         "bootstrap": bootstrap,
         "config": str(home.config_path),
@@ -385,7 +385,7 @@ def join(
         as_json,
         payload,
         [
-            f"joined through {', '.join(targets)}: {result['contacts']} DHT contacts",
+            f"joined through {', '.join(result['joined'])}: {result['contacts']} DHT contacts",
             f"saved as bootstrap in {home.config_path}",
         ],
     )
@@ -395,8 +395,8 @@ async def _join_embedded(home: NodeHome, config: NodeConfig, targets: list[str],
     from auralink_node.node import Node  # noqa: PLC0415 - only a join without a daemon needs it
 
     async with Node(home, config, passphrase=passphrase, control_api=False) as node:
-        contacts = await node.discovery.join(targets)
-        return {"joined": targets, "contacts": contacts}
+        answered = await node.discovery.join(targets)
+        return {"joined": answered, "contacts": node.discovery.contact_count()}
 
 
 @dht_app.command("status")
