@@ -55,6 +55,9 @@ class NodeConfig(BaseModel):
     """Serve Prometheus ``/metrics`` and ``/health`` on this ``HOST:PORT`` (off by default)."""
     record_ttl: int = Field(default=3600, ge=60, le=MAX_LIFETIME)
     """Seconds our signed node record stays valid; it is re-signed at half-life."""
+    claim_ttl: int = Field(default=7 * 24 * 3600, ge=60, le=MAX_LIFETIME)
+    """Seconds our signed handle claim stays valid (re-signed with the record). Nobody else can
+    claim the handle while it is valid, so this is how long the node may be offline and keep it."""
 
     @field_validator("handle")
     @classmethod
@@ -96,7 +99,8 @@ class NodeConfig(BaseModel):
     def mdns_interface_addresses(self, bound: Sequence[Address]) -> list[str]:
         """The IPv4 interface addresses mDNS uses: :attr:`mdns_interfaces`, or those ``bound`` to.
 
-        Loopback is left out unless named explicitly: it does not carry multicast to other hosts.
+        Loopback is left out unless named explicitly: it reaches no other host, and nodes on one
+        host would all hear each other (tests run many there).
         """
         if self.mdns_interfaces:
             return list(self.mdns_interfaces)

@@ -193,7 +193,9 @@ class Discovery:
     async def _start_mdns(self) -> None:
         interfaces = self._node.config.mdns_interface_addresses(self._node.listen_addresses)
         if not interfaces:
-            logger.info("mDNS is on but no listen address can multicast (loopback only); LAN discovery is off")
+            # Deliberate: zeroconf does work on 127.0.0.1, but then every node on this host would
+            # hear every other one (Linux delivers port-5353 multicast to every group member).
+            logger.info("mDNS is off: the node listens on loopback only (set mdns_interfaces to use it)")
             return
         from auralink_node.mdns import MdnsDiscovery  # noqa: PLC0415 - zeroconf loads only when mDNS is on
 

@@ -10,6 +10,9 @@ auralink.errors.AuralinkError
     └── DHTError                  the DHT could not do what was asked
         ├── PublishFailed         no node in the network accepted a record
         └── UnsafeOperation       a kademlia feature AuraLink forbids (pickle state files)
+
+auralink.errors.RemoteProtocolError
+└── InvalidAdvertisement          an mDNS service that is not a valid AuraLink announcement
 ```
 
 Configuration problems raise :class:`auralink.errors.ConfigError` (with ``field`` set), and
@@ -20,11 +23,12 @@ CLI command that finds no daemon raises the SDK's
 
 from __future__ import annotations
 
-from auralink.errors import AuralinkError
+from auralink.errors import AuralinkError, RemoteProtocolError
 
 __all__ = [
     "DHTError",
     "HomeError",
+    "InvalidAdvertisement",
     "NodeError",
     "PublishFailed",
     "StoreCorrupt",
@@ -32,6 +36,15 @@ __all__ = [
     "StoreTooNew",
     "UnsafeOperation",
 ]
+
+
+class InvalidAdvertisement(RemoteProtocolError):
+    """A service under ``_auralink._udp.local.`` that is not a valid AuraLink advertisement."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        """A short key for counting: ``name``, ``id``, ``handle``... (see :mod:`auralink_node.mdns`)."""
 
 
 class NodeError(AuralinkError):

@@ -362,7 +362,7 @@ class Node:
                 self.config.handle,
                 seq=self._record.seq,
                 issued_at=int(now),
-                expires_at=int(now) + self.config.record_ttl,
+                expires_at=int(now) + self.config.claim_ttl,
             )
             try:
                 self.book.put(self._claim, now)

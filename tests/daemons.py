@@ -8,6 +8,7 @@ import selectors
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,17 @@ def cli_json(home: Path, *args: str, timeout: float = 60.0) -> Any:
 class Daemon:
     """``auralink-node up`` in a subprocess; waits for its ready line (no sleeping)."""
 
-    def __init__(self, home: Path, *extra: str, init: bool = True) -> None:
+    def __init__(
+        self, home: Path, *extra: str, init: bool = True, listen: str = "127.0.0.1:0", prefix: Sequence[str] = ()
+    ) -> None:
+        """Start ``auralink-node up`` for ``home``; ``prefix`` runs it through e.g. ``ip netns exec NS``."""
         self.home = home
         if init and not (home / "key").exists():
             done = cli(home, "init")
             assert done.returncode == 0, done.stderr
         self.log = (home.parent / f"{home.name}.log").open("w")
         self.proc = subprocess.Popen(
-            ["auralink-node", "--home", str(home), "up", "--listen", "127.0.0.1:0", "--json", *extra],
+            [*prefix, "auralink-node", "--home", str(home), "up", "--listen", listen, "--json", *extra],
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,

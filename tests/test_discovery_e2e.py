@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.daemons import Daemon, cli, cli_json
+from tests.netns import Lab
 
 
 @pytest.fixture
@@ -74,3 +76,37 @@ def test_join_to_nowhere_saves_nothing(tmp_path: Path, three: dict[str, Daemon])
     assert done.returncode == 1
     assert "no DHT node answered" in done.stderr
     assert (a.home / "config.toml").read_text() == before
+
+
+def test_two_daemons_in_two_namespaces_find_each_other_over_mdns_with_no_bootstrap(tmp_path: Path) -> None:
+    with Lab() as lab:
+        host_a, host_b = lab.host("a"), lab.host("b")
+        cable = lab.link(host_a, host_b)
+        homes = {name: tmp_path / name for name in ("amy", "ben")}
+        for name, home in homes.items():
+            assert cli(home, "init", "--handle", f"@{name}.aura").returncode == 0
+        amy = Daemon(homes["amy"], listen=f"{cable.a_ip}:7700", prefix=host_a.argv())
+        try:
+            ben = Daemon(homes["ben"], listen=f"{cable.b_ip}:7700", prefix=host_b.argv())
+            try:
+                started = time.monotonic()
+                # The control socket is a file, so the CLI reaches each daemon from here.
+                found = cli_json(homes["amy"], "resolve", "@ben.aura")
+                took = time.monotonic() - started
+                print(f"amy resolved @ben.aura over mDNS {took:.2f} s after ben was ready")
+                assert found["aura_id"] == ben.aura_id
+                # "cache" when an announcement already made one dial the other (identify brought
+                # the signed claim) before we asked; "mdns" when resolve waited for the announcement.
+                assert found["source"] in {"mdns", "cache"}
+                assert f"{cable.b_ip}:7700" in found["addresses"]
+                back = cli_json(homes["ben"], "resolve", amy.aura_id)  # ben dialled amy's hint too, or now does
+                assert back["aura_id"] == amy.aura_id and f"{cable.a_ip}:7700" in back["addresses"]
+                status = cli_json(homes["amy"], "dht", "status")
+                assert status["mdns"] == {"enabled": True, "peers": 1} and status["bootstrap"] == []
+                assert any(
+                    p["aura_id"] == ben.aura_id and p["connected"] for p in cli_json(homes["amy"], "peers")["peers"]
+                )
+            finally:
+                ben.stop()
+        finally:
+            amy.stop()
