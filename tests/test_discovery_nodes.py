@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -121,3 +122,22 @@ async def test_an_unknown_target_fails_and_is_remembered(tmp_path: Path) -> None
         with pytest.raises(ResolveFailed, match="no node record"):
             await a.resolve(stranger)
         assert a.discovery.status()["negative_cache"] == 2
+
+
+async def test_garbage_on_the_shared_port_is_dropped_and_both_protocols_keep_working(tmp_path: Path) -> None:
+    async with running(make_home(tmp_path, "b")) as b, running(make_home(tmp_path, "a")) as a:
+        target = b.listen_addresses[0].as_tuple()
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+        try:
+            sender = transport.get_extra_info("sockname")[:2]
+            for first in range(0x40):  # every non-QUIC first byte: DHT-shaped or unclaimed
+                for size in (1, 21, 22, 200):
+                    transport.sendto(bytes([first]) + bytes(range(size - 1)), target)
+            transport.sendto(b"\x00" + b"\xff" * 20 + b"\xc1", target)  # a DHT request with a bad body
+        finally:
+            transport.close()
+        # The node keeps serving both protocols on the port the garbage hit.
+        assert await a.discovery.join([str(b.listen_addresses[0])]) == [str(b.listen_addresses[0])]
+        assert (await a.ping(b.aura_id, b.listen_addresses, count=1)).received == 1
+        assert b.discovery.dht.misbehaviour[(sender[0], sender[1])] > 0
