@@ -78,6 +78,8 @@ def test_join_to_nowhere_saves_nothing(tmp_path: Path, three: dict[str, Daemon])
     assert (a.home / "config.toml").read_text() == before
 
 
+@pytest.mark.natlab
+@pytest.mark.e2e
 def test_two_daemons_in_two_namespaces_find_each_other_over_mdns_with_no_bootstrap(tmp_path: Path) -> None:
     with Lab() as lab:
         host_a, host_b = lab.host("a"), lab.host("b")
