@@ -32,6 +32,10 @@ PURE_CORES = [
     "auralink/aic/engine.py",
     "auralink/aic/features.py",
     "auralink_node/dht/core.py",
+    "auralink_node/routing/model.py",
+    "auralink_node/routing/context.py",
+    "auralink_node/routing/selector.py",
+    "auralink_node/reputation.py",
     "auralink_node/transport/tls.py",
     "auralink_node/transport/quic.py",
 ]

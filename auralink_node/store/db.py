@@ -56,12 +56,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, get_args
 
-from auralink.errors import ConfigError, LocalProtocolError
+from auralink.errors import AuralinkError, ConfigError, LocalProtocolError
 from auralink.identity.handles import parse_handle
 from auralink.identity.keys import AuraID
 from auralink.identity.records import RECORD_MAX_SIZE
 from auralink.wire.address import Address
 from auralink_node.errors import StoreCorrupt, StoreError, StoreTooNew
+from auralink_node.reputation import ReputationEntry, Role
 
 __all__ = [
     "ADDRESS_SOURCES",
@@ -189,6 +190,24 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) WITHOUT ROWID;
 
         CREATE INDEX dht_contacts_by_last_seen ON dht_contacts (last_seen);
+        """,
+    ),
+    Migration(
+        3,
+        "reputation of peers and relays, with bans",
+        """
+        CREATE TABLE reputation_scores (
+            role         TEXT NOT NULL CHECK (role IN ('peer', 'relay')),
+            aura_id      TEXT NOT NULL,
+            positive     REAL NOT NULL CHECK (positive >= 0),
+            negative     REAL NOT NULL CHECK (negative >= 0),
+            strikes      REAL NOT NULL DEFAULT 0 CHECK (strikes >= 0),
+            updated_at   REAL NOT NULL,
+            banned_until REAL,
+            ban_reason   TEXT,
+            bans         INTEGER NOT NULL DEFAULT 0 CHECK (bans >= 0),
+            PRIMARY KEY (role, aura_id)
+        ) WITHOUT ROWID;
         """,
     ),
 )
@@ -668,6 +687,58 @@ class NodeStore:
                 (seq,),
             )
         return seq
+
+    # -- reputation -------------------------------------------------------------------------------
+
+    def load_reputation(self) -> list[ReputationEntry]:
+        """Every stored reputation row, for :class:`~auralink_node.reputation.ReputationBook` at start."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT role, aura_id, positive, negative, strikes, updated_at, banned_until, ban_reason, bans "
+                "FROM reputation_scores ORDER BY role, aura_id"
+            ).fetchall()
+        try:
+            return [
+                ReputationEntry(Role(role), aura_id, positive, negative, strikes, updated_at, until, reason, bans)
+                for role, aura_id, positive, negative, strikes, updated_at, until, reason, bans in rows
+            ]
+        except (ValueError, AuralinkError) as exc:
+            raise _corrupt(self.path, f"holds an unreadable reputation row ({exc})") from exc
+
+    def save_reputation(self, changed: Sequence[ReputationEntry], removed: Sequence[tuple[Role, str]] = ()) -> None:
+        """Store the rows ``ReputationBook.take_changes`` returned, in one transaction."""
+        rows = []
+        for entry in changed:
+            if not isinstance(entry, ReputationEntry):
+                raise LocalProtocolError(f"changed holds ReputationEntry rows, not {type(entry).__name__}")
+            rows.append(
+                (
+                    entry.role.value,
+                    entry.aura_id,
+                    entry.positive,
+                    entry.negative,
+                    entry.strikes,
+                    entry.updated_at,
+                    entry.banned_until,
+                    entry.ban_reason,
+                    entry.bans,
+                )
+            )
+        gone = []
+        for role, aura_id in removed:
+            if not isinstance(role, Role):
+                raise LocalProtocolError(f"removed holds (Role, AuraID) pairs, not {role!r}")
+            gone.append((role.value, _aura_id(aura_id)))
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO reputation_scores (role, aura_id, positive, negative, strikes, updated_at, "
+                "banned_until, ban_reason, bans) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (role, aura_id) DO UPDATE SET positive = excluded.positive, "
+                "negative = excluded.negative, strikes = excluded.strikes, updated_at = excluded.updated_at, "
+                "banned_until = excluded.banned_until, ban_reason = excluded.ban_reason, bans = excluded.bans",
+                rows,
+            )
+            db.executemany("DELETE FROM reputation_scores WHERE role = ? AND aura_id = ?", gone)
 
 
 _PEER_SELECT = "SELECT aura_id, handle, first_seen, last_seen, last_record, connects, failures FROM peers"
