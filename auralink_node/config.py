@@ -17,19 +17,28 @@ import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from auralink._files import atomic_write
 from auralink.errors import AuralinkError, ConfigError
 from auralink.identity.handles import parse_handle
-from auralink.identity.records import MAX_LIFETIME
+from auralink.identity.keys import AuraID
+from auralink.identity.records import MAX_LIFETIME, RelayAddress
 from auralink.wire.address import Address
 from auralink_node.transport.interfaces import expand_unspecified
 
-__all__ = ["DEFAULT_PORT", "NodeConfig", "build_config", "load_config", "resolve_config", "save_config"]
+__all__ = [
+    "DEFAULT_PORT",
+    "NodeConfig",
+    "build_config",
+    "load_config",
+    "parse_relay_address",
+    "resolve_config",
+    "save_config",
+]
 
 DEFAULT_PORT = 7700
 """The UDP port a node listens on unless configured otherwise."""
@@ -53,6 +62,22 @@ class NodeConfig(BaseModel):
     (every non-loopback interface for ``0.0.0.0``). mDNS never multicasts anywhere else."""
     metrics: str | None = None
     """Serve Prometheus ``/metrics`` and ``/health`` on this ``HOST:PORT`` (off by default)."""
+    relays: tuple[str, ...] = ()
+    """Home relays to keep a session on, as ``AURAID@HOST:PORT``; the best are listed in our record."""
+    relays_token: str | None = None
+    """Access token we present to relays whose policy is ``token``."""
+    relay: bool = False
+    """Serve as a relay for other nodes (``auralink-node up --relay``)."""
+    relay_access: Literal["open", "allow", "token"] = "open"
+    """Who may use our relay: anyone, the AuraIDs in ``relay_allow``, or holders of ``relay_token``."""
+    relay_allow: tuple[str, ...] = ()
+    """AuraIDs admitted when ``relay_access`` is ``allow``."""
+    relay_token: str | None = None
+    """The token required when ``relay_access`` is ``token``."""
+    relay_rate: int = Field(default=12_500_000, ge=1_000, le=10**10)
+    """Bytes per second each node may send through our relay."""
+    relay_max_peers: int = Field(default=64, ge=1, le=100_000)
+    """Distinct peers each node may reach through our relay at once."""
     record_ttl: int = Field(default=3600, ge=60, le=MAX_LIFETIME)
     """Seconds our signed node record stays valid; it is re-signed at half-life."""
     claim_ttl: int = Field(default=7 * 24 * 3600, ge=60, le=MAX_LIFETIME)
@@ -68,6 +93,22 @@ class NodeConfig(BaseModel):
     @classmethod
     def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(str(_as_value_error(Address.parse, item)) for item in value)
+
+    @field_validator("relays")
+    @classmethod
+    def _relays(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(str(_as_value_error(parse_relay_address, item)) for item in value)
+
+    @field_validator("relay_allow")
+    @classmethod
+    def _aura_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(str(_as_value_error(AuraID.parse, item)) for item in value)
+
+    @model_validator(mode="after")
+    def _relay_policy(self) -> NodeConfig:
+        if self.relay_access == "token" and not self.relay_token:
+            raise ValueError("relay_access = 'token' needs relay_token")
+        return self
 
     @field_validator("mdns_interfaces")
     @classmethod
@@ -96,6 +137,10 @@ class NodeConfig(BaseModel):
         """The listen addresses, parsed."""
         return tuple(Address.parse(item) for item in self.listen)
 
+    def relay_addresses(self) -> list[RelayAddress]:
+        """The home relays, parsed."""
+        return [parse_relay_address(item) for item in self.relays]
+
     def mdns_interface_addresses(self, bound: Sequence[Address]) -> list[str]:
         """The IPv4 interface addresses mDNS uses: :attr:`mdns_interfaces`, or those ``bound`` to.
 
@@ -112,6 +157,14 @@ class NodeConfig(BaseModel):
                 if not ipaddress.ip_address(concrete.host).is_loopback and concrete.host not in found:
                     found.append(concrete.host)
         return found
+
+
+def parse_relay_address(text: str) -> RelayAddress:
+    """``AURAID@HOST:PORT`` as a :class:`RelayAddress`; raises :class:`ConfigError` or an IdentityError."""
+    aura_id, sep, address = text.strip().partition("@")
+    if not sep:
+        raise ConfigError(f"relay {text!r} is not AURAID@HOST:PORT", "relays")
+    return RelayAddress(AuraID.parse(aura_id), Address.parse(address))
 
 
 def _as_value_error(parse: Any, value: str) -> Any:
@@ -152,7 +205,7 @@ def load_config(path: Path) -> NodeConfig:
 
 
 _ENV_PREFIX = "AURALINK_"
-_LIST_FIELDS = {"listen", "bootstrap", "mdns_interfaces"}
+_LIST_FIELDS = {"listen", "bootstrap", "mdns_interfaces", "relays", "relay_allow"}
 
 
 def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:

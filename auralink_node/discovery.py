@@ -231,8 +231,11 @@ class Discovery:
         await self.join(self._node.config.bootstrap, save=False)
         while True:
             await self._publish_now()
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+            # arrives as the event is set (gh-86296), which would keep a stopping node waiting.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._publish.wait(), self.config.refresh_interval)
+                async with asyncio.timeout(self.config.refresh_interval):
+                    await self._publish.wait()
             if not self._publish.is_set():
                 await self._maintain()
 

@@ -25,6 +25,8 @@ Exported metrics (all prefixed ``auralink_``):
 ``streams_opened_total{protocol}``         counter    streams opened, by ALPN protocol
 ``rtt_seconds``                            histogram  round-trip times, 0.1 ms to 2 s
 ``datagrams_dropped_total{reason}``        counter    datagrams dropped, by reason
+``relay_packets_total{result}``            counter    packets our relay handled, by outcome
+``relay_bytes_total``                      counter    bytes our relay forwarded
 ``info{aura_id,version}``                  info       this node's identity and software version
 =========================================  =========  ===============================================
 """
@@ -53,6 +55,8 @@ __all__ = [
     "DropReason",
     "HandshakeFailureReason",
     "NodeMetrics",
+    "RELAY_RESULTS",
+    "RelayResult",
 ]
 
 Direction = Literal["inbound", "outbound"]
@@ -82,6 +86,13 @@ DropReason = Literal[
     "other",
 ]
 """Why a datagram was dropped."""
+
+RelayResult = Literal["forwarded", "quota", "peer_limit", "no_session", "congested"]
+"""What our relay did with a packet: forwarded it, or dropped it over the sender's byte quota or
+peer limit, for want of a destination session, or because the destination was congested."""
+
+RELAY_RESULTS: tuple[str, ...] = get_args(RelayResult)
+"""Every :data:`RelayResult`."""
 
 DIRECTIONS: tuple[str, ...] = get_args(Direction)
 """Every :data:`Direction`."""
@@ -147,6 +158,10 @@ class NodeMetrics:
         self._dropped = Counter(
             "auralink_datagrams_dropped", "Datagrams dropped, by reason.", ("reason",), registry=registry
         )
+        self._relay_packets = Counter(
+            "auralink_relay_packets", "Packets our relay handled, by outcome.", ("result",), registry=registry
+        )
+        self._relay_bytes = Counter("auralink_relay_bytes", "Bytes our relay forwarded.", registry=registry)
         Info("auralink", "This node's identity and software version.", registry=registry).info(
             {"aura_id": node, "version": version}
         )
@@ -159,6 +174,8 @@ class NodeMetrics:
             self._bytes.labels(direction=side)
         for reason in DROP_REASONS:
             self._dropped.labels(reason=reason)
+        for result in RELAY_RESULTS:
+            self._relay_packets.labels(result=result)
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -232,6 +249,12 @@ class NodeMetrics:
     def datagram_dropped(self, reason: DropReason) -> None:
         """A datagram was dropped for ``reason``."""
         self._dropped.labels(reason=_member(reason, DROP_REASONS, "reason")).inc()
+
+    def relay_packet(self, result: RelayResult, nbytes: int) -> None:
+        """Our relay handled one packet of ``nbytes`` with ``result``."""
+        self._relay_packets.labels(result=_member(result, RELAY_RESULTS, "result")).inc()
+        if result == "forwarded":
+            self._relay_bytes.inc(_byte_count(nbytes))
 
     # -- exposition ----------------------------------------------------------------------------
 

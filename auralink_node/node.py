@@ -34,7 +34,8 @@ from auralink.errors import (
     KeystoreError,
     RemoteProtocolError,
 )
-from auralink.identity import AuraID, HandleClaim, Identity, KeyRotation, NodeRecord, RecordBook
+from auralink.identity import AuraID, HandleClaim, Identity, KeyRotation, NodeRecord, RecordBook, RelayAddress
+from auralink.identity.records import MAX_RELAYS
 from auralink.wire import Address
 from auralink_node.api.metrics_server import MetricsServer
 from auralink_node.api.server import ControlServer
@@ -43,8 +44,10 @@ from auralink_node.discovery import Discovery, DiscoveryConfig, Resolution, pars
 from auralink_node.home import NodeHome
 from auralink_node.metrics import NodeMetrics
 from auralink_node.protocols import identify, ping
-from auralink_node.store import NodeStore, direct_path
+from auralink_node.relay import RELAY_PROTOCOL, RelayLink, RelayPolicy, RelayService
+from auralink_node.store import NodeStore
 from auralink_node.transport import Endpoint, MeshStream, PeerConnection, ProtocolRouter, StreamHandler
+from auralink_node.transport.connection import DatagramSender
 from auralink_node.transport.endpoint import TransportConfig
 from auralink_node.transport.interfaces import expand_unspecified
 
@@ -133,6 +136,17 @@ class _MetricsObserver:
         self._metrics.protocol_violation()
 
 
+RELAY_WAIT = 3.0
+"""Seconds a dial waits for a session on a peer's relay to open."""
+
+
+async def _ready_within(link: RelayLink, timeout: float) -> None:
+    try:
+        await link.wait_ready(timeout)
+    except TimeoutError:
+        logger.info("relay %s not ready within %.1f s: %s", link.relay, timeout, link.last_error or "no answer")
+
+
 class Node:
     """An AuraLink node. Use ``async with Node(home, config) as node:``."""
 
@@ -172,6 +186,11 @@ class Node:
         self.metrics_address: Address | None = None
         """Where ``/metrics`` and ``/health`` are served (port 0 resolved), if enabled."""
         self._identified: dict[AuraID, asyncio.Future[identify.PeerInfo]] = {}
+        self.relay_service: RelayService | None = None
+        """Our relay, when ``config.relay`` is on."""
+        self.relay_links: dict[AuraID, RelayLink] = {}
+        """Our sessions on relays: the home relays from the config, and relays of peers we dialled."""
+        self._home_relays: set[AuraID] = set()
         self.rotations: tuple[KeyRotation, ...] = ()
         """The signed rotations that led to our current key, oldest first (published with our records)."""
         self.router.register(ping.PING_PROTOCOL, ping.serve_ping)
@@ -221,6 +240,19 @@ class Node:
 
     async def _start_services(self) -> None:
         assert self._tasks is not None
+        if self.config.relay:
+            policy = RelayPolicy(
+                access=self.config.relay_access,
+                allow=frozenset(AuraID.parse(a) for a in self.config.relay_allow),
+                token=(self.config.relay_token or "").encode(),
+                bytes_per_second=self.config.relay_rate,
+                max_peers=self.config.relay_max_peers,
+            )
+            self.relay_service = RelayService(policy, clock=time.monotonic, on_packet=self.metrics.relay_packet)
+            self.router.register(RELAY_PROTOCOL, self.relay_service.serve)
+        for relay in self.config.relay_addresses():
+            if relay.aura_id != self.aura_id:
+                self._relay_link(relay, home=True)
         if self._control_api:
             server = ControlServer(self, self.home.root / "node.sock")
             await server.start()
@@ -344,6 +376,41 @@ class Node:
         assert self._record is not None, "node not started"
         return self._record
 
+    # -- relays -------------------------------------------------------------------------------
+    def _relay_link(self, relay: RelayAddress, *, home: bool = False) -> RelayLink:
+        """Our session on ``relay``, started if there is none yet."""
+        link = self.relay_links.get(relay.aura_id)
+        if link is None:
+            token = (self.config.relays_token or "").encode()
+            link = RelayLink(self.endpoint, relay, token=token, on_change=self._relays_changed)
+            self.relay_links[relay.aura_id] = link
+            self._spawn(link.run())
+        if home:
+            self._home_relays.add(relay.aura_id)
+        return link
+
+    def home_relays(self) -> list[RelayAddress]:
+        """The home relays whose session is open, fastest first (they go in our record)."""
+        ready = [self.relay_links[r] for r in self._home_relays if self.relay_links[r].is_ready]
+
+        def rtt(link: RelayLink) -> float:
+            conn = self.endpoint.connection_to(link.relay.aura_id)
+            return conn.rtt if conn is not None and conn.rtt is not None else float("inf")
+
+        return [link.relay for link in sorted(ready, key=rtt)][:MAX_RELAYS]
+
+    def _relays_changed(self) -> None:
+        if self._record is not None and tuple(self.home_relays()) != self._record.relays:
+            self._resign()
+
+    async def _relay_paths(self, peer: AuraID, record: NodeRecord | None) -> list[DatagramSender]:
+        """Senders to ``peer`` through the relays its record lists (sessions opened as needed)."""
+        if record is None:
+            return []
+        links = [self._relay_link(r) for r in record.relays if r.aura_id not in (self.aura_id, peer)]
+        await asyncio.gather(*(_ready_within(link, RELAY_WAIT) for link in links))
+        return [link.path_to(peer) for link in links if link.is_ready]
+
     def _resign(self) -> None:
         """Sign our records afresh with seq + 1 (the first ever starts at the clock in milliseconds)."""
         now = self._wall_clock()
@@ -353,6 +420,7 @@ class Node:
             issued_at=int(now),
             expires_at=int(now) + self.config.record_ttl,
             addresses=self.advertised_addresses(),
+            relays=self.home_relays(),
             protocols=self.router.protocols,
         )
         self.book.put(self._record, now)
@@ -394,8 +462,11 @@ class Node:
         now = self._wall_clock()
         self.store.peer_seen(conn.peer, now)
         self.store.peer_connected(conn.peer, now)
-        self.store.address_seen(conn.peer, conn.remote, "dialed" if conn.is_client else "observed", now, success=True)
-        if self._discovery is not None:
+        if not conn.is_relayed:  # a relayed connection's address is virtual
+            self.store.address_seen(
+                conn.peer, conn.remote, "dialed" if conn.is_client else "observed", now, success=True
+            )
+        if self._discovery is not None and not conn.is_relayed:
             self._discovery.peer_verified(conn.peer, conn.remote)
         waiter = asyncio.get_running_loop().create_future()
         self._identified[conn.peer] = waiter
@@ -468,11 +539,17 @@ class Node:
 
     async def connect(self, peer: AuraID, addresses: Sequence[Address] = ()) -> PeerConnection:
         """An authenticated connection to ``peer``, via ``addresses`` or the addresses we know for it."""
+        existing = self.endpoint.connection_to(peer)
+        if existing is not None:
+            return existing
         known = list(addresses) or self.known_addresses(peer)
-        if not known and self.endpoint.connection_to(peer) is None:
-            known = list((await self.resolve(peer)).addresses)
+        record = self.book.node(peer, self._wall_clock())
+        if not known and record is None:
+            resolution = await self.resolve(peer)
+            known, record = list(resolution.addresses), resolution.record
+        relays = await self._relay_paths(peer, record)
         try:
-            return await self.endpoint.connect(peer, known)
+            return await self.endpoint.connect(peer, known, relays)
         except ConnectionError_:
             if self.store.peer(peer) is not None:  # count failures of peers we know; strangers get no row
                 self.store.peer_failed(peer, self._wall_clock())
@@ -523,7 +600,7 @@ class Node:
         results = await ping.ping(conn, count, on_reply=lambda _, rtt: self.metrics.rtt_measured(rtt))
         rtts = tuple(r for r in results if r is not None)
         if rtts:
-            self.store.record_rtt(peer, direct_path(conn.remote), statistics.median(rtts) * 1000, now())
+            self.store.record_rtt(peer, conn.path, statistics.median(rtts) * 1000, now())
         return PingReport(peer, conn.remote, count, rtts)
 
     # -- status -------------------------------------------------------------------------------
@@ -540,6 +617,11 @@ class Node:
             "version": __version__,
             "uptime_s": round(self.uptime(), 3),
             "record_seq": self.record.seq,
+            "relays": [
+                {"relay": str(link.relay), "home": aura_id in self._home_relays, "ready": link.is_ready}
+                for aura_id, link in self.relay_links.items()
+            ],
+            "relay_service": dict(self.relay_service.stats) if self.relay_service is not None else None,
         }
 
     def peers(self) -> list[dict[str, Any]]:
@@ -557,6 +639,7 @@ class Node:
                     "connected": conn is not None,
                     "address": str(conn.remote) if conn else None,
                     "rtt_ms": round(conn.rtt * 1000, 3) if conn and conn.rtt is not None else None,
+                    "path": conn.path if conn else None,
                     "addresses": [a.address for a in self.store.addresses(row.aura_id)],
                     "paths": [{"path": p.path, "rtt_ms": p.rtt_ewma_ms, "samples": p.samples} for p in paths],
                     "first_seen": row.first_seen,

@@ -25,3 +25,5 @@ class ErrorCode(enum.IntEnum):
     SHUTDOWN = 0x13
     CANCELLED = 0x14
     CONNECTION_LOST = 0x15
+    REFUSED = 0x16
+    """Refused by policy: a relay's access list or token, a quota, a ban."""

@@ -24,6 +24,7 @@ __all__ = [
     "PingRequest",
     "PingResponse",
     "RecordModel",
+    "RelayLinkModel",
     "RecordsResponse",
     "ResolveResponse",
     "RttModel",
@@ -59,6 +60,14 @@ class Health(_Model):
     aura_id: str
 
 
+class RelayLinkModel(_Model):
+    """Our session on one relay."""
+
+    relay: str = Field(description="AURAID@HOST:PORT")
+    home: bool = Field(description="a home relay from the config (listed in our record when ready)")
+    ready: bool
+
+
 class StatusResponse(_Model):
     """What ``auralink-node status`` shows."""
 
@@ -72,6 +81,8 @@ class StatusResponse(_Model):
     version: str
     uptime_s: float
     record_seq: int
+    relays: list[RelayLinkModel]
+    relay_service: dict[str, int] | None = Field(description="our relay's packet counts by outcome, if we relay")
 
 
 class PathModel(_Model):
@@ -90,6 +101,7 @@ class PeerModel(_Model):
     connected: bool
     address: str | None
     rtt_ms: float | None
+    path: str | None = Field(description="direct:HOST:PORT or relay:AURAID, while connected")
     addresses: list[str]
     paths: list[PathModel]
     first_seen: float

@@ -242,13 +242,25 @@ def up(  # noqa: PLR0917 - typer maps each option to a parameter
     metrics: Annotated[
         str | None, typer.Option("--metrics", help="Serve Prometheus /metrics and /health here.", metavar="HOST:PORT")
     ] = None,
+    relay: Annotated[bool, typer.Option("--relay", help="Also serve as a relay for other nodes.")] = False,
+    home_relay: Annotated[
+        list[str] | None,
+        typer.Option("--home-relay", help="A relay to keep a session on (repeatable).", metavar="AURAID@HOST:PORT"),
+    ] = None,
     passphrase_file: PassphraseOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the node in the foreground until SIGINT or SIGTERM (logs go to stderr)."""
     home = _home(ctx)
     config = resolve_config(
-        home.config_path, overrides={"listen": listen or None, "bootstrap": bootstrap or None, "metrics": metrics}
+        home.config_path,
+        overrides={
+            "listen": listen or None,
+            "bootstrap": bootstrap or None,
+            "metrics": metrics,
+            "relay": True if relay else None,
+            "relays": home_relay or None,
+        },
     )
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)

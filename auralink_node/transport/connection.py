@@ -57,10 +57,14 @@ _CLEAN_CODES = {ErrorCode.NO_ERROR, ErrorCode.SHUTDOWN}
 
 
 class DatagramSender(Protocol):
-    """Where a connection's datagrams go: a UDP socket today, a relay path later."""
+    """Where a connection's datagrams go: a UDP socket, or a relay (see :mod:`auralink_node.relay`)."""
 
     def sendto(self, data: bytes, addr: Address) -> None:
-        """Send one datagram to ``addr``."""
+        """Send one datagram to ``addr`` (a relay ignores it: it knows the peer)."""
+
+    @property
+    def path_name(self) -> str:
+        """``direct`` or ``relay:AURAID``: how :attr:`PeerConnection.path` names this sender."""
 
 
 class PeerConnection:
@@ -81,10 +85,10 @@ class PeerConnection:
         self._sender = sender
         self._loop = asyncio.get_running_loop()
         self.remote = remote
-        """The address the peer's packets come from (and ours go to)."""
-        self._remote_tuple = remote.as_tuple()
+        """Where our packets go now: the peer's address on a direct path, a virtual one via a relay."""
+        self._quic_addr = remote.as_tuple()  # aioquic always sees this one address: paths are ours to pick
         self.expected = expected
-        """The AuraID that was dialled (None for an accepted connection)."""
+        """The AuraID that was dialled, or that a relay named as the sender; None for a direct accept."""
         self.peer: AuraID | None = None
         """The AuraID the peer proved in the handshake; None until then."""
         self.is_client = quic.configuration.is_client
@@ -142,10 +146,31 @@ class PeerConnection:
         await asyncio.shield(self._closed)
 
     # -- input -----------------------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        """The path our packets take: ``direct:HOST:PORT`` or ``relay:AURAID``."""
+        name = self._sender.path_name
+        return f"direct:{self.remote}" if name == "direct" else name
+
+    @property
+    def is_relayed(self) -> bool:
+        """Whether our packets go through a relay."""
+        return self._sender.path_name != "direct"
+
+    def set_path(self, sender: DatagramSender, remote: Address) -> None:
+        """Send from now on through ``sender`` to ``remote``; the QUIC connection does not notice.
+
+        aioquic keeps seeing the one address the connection started with, so moving between a
+        relay and a direct path needs no QUIC migration and loses nothing in flight (lost
+        packets are retransmitted as usual). Which path to use is the caller's decision.
+        """
+        self._sender = sender
+        self.remote = remote
+
     def datagram_received(self, data: bytes, addr: Address, now: float) -> None:
-        """Feed one datagram from the socket; the socket calls :meth:`flush` after its batch."""
+        """Feed one datagram, whichever path it came by; the caller then calls :meth:`flush`."""
         self._last_received = now
-        self._quic.receive_datagram(data, addr.as_tuple(), now)
+        self._quic.receive_datagram(data, self._quic_addr, now)
 
     def flush(self) -> None:
         """Handle what the datagrams fed since the last flush produced, and send the answers."""
@@ -179,10 +204,10 @@ class PeerConnection:
     def _transmit(self) -> None:
         self._transmit_scheduled = False
         now = self._loop.time()
-        remote, remote_tuple = self.remote, self._remote_tuple
-        for data, addr in self._quic.datagrams_to_send(now):
+        sender, remote = self._sender, self.remote
+        for data, _ in self._quic.datagrams_to_send(now):
             self.datagrams_sent += 1
-            self._sender.sendto(data, remote if addr == remote_tuple else Address(addr[0], addr[1]))
+            sender.sendto(data, remote)
         if self._blocked_writers:  # only streams waiting in drain(), not every stream, on this hot path
             self._blocked_writers = {stream for stream in self._blocked_writers if not stream._wake_writer()}
         self._arm_timer()
@@ -240,6 +265,9 @@ class PeerConnection:
                 return
         elif proven is None:
             self.abort(ErrorCode.NO_CLIENT_CERTIFICATE, "client certificate required")
+            return
+        elif self.expected is not None and proven != self.expected:  # accepted via a relay that named the sender
+            self.abort(ErrorCode.IDENTITY_MISMATCH, "the client's key is not the one the relay named")
             return
         self.peer = proven
         if not self._ready.done():

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import ipaddress
 import logging
 import os
 import socket
@@ -66,7 +68,7 @@ from auralink.errors import (
 )
 from auralink.identity import AuraID, Identity
 from auralink.wire import Address
-from auralink_node.transport.connection import PeerConnection
+from auralink_node.transport.connection import DatagramSender, PeerConnection
 from auralink_node.transport.quic import NodeQuicConnection
 from auralink_node.transport.streams import ErrorCode, MeshStream, validate_protocol_name
 from auralink_node.transport.tls import CertifiedKey, make_certificate
@@ -78,6 +80,7 @@ __all__ = [
     "StreamHandler",
     "TransportConfig",
     "TransportObserver",
+    "virtual_address",
 ]
 
 logger = logging.getLogger(__name__)
@@ -123,6 +126,8 @@ class TransportConfig:
     """Above this many unfinished handshakes, new clients must pass a Retry round trip."""
     connect_timeout: float = 5.0
     """Seconds a dial to one address may take."""
+    relay_head_start: float = 0.25
+    """Seconds direct addresses get before relay paths join the race (RFC 8305's delay)."""
 
 
 class TransportObserver(Protocol):
@@ -191,6 +196,16 @@ class ProtocolRouter:
         return sorted(self._handlers)
 
 
+def virtual_address(peer: AuraID) -> Address:
+    """The address aioquic sees for a connection that starts on a relay.
+
+    An IPv6 unique-local address (``fd00::/8``, never routed) made from the peer's key, so each
+    peer has its own; packets never go there (iroh maps relayed peers the same way).
+    """
+    digest = hashlib.blake2b(peer.public_key, digest_size=7, person=b"auralink-vaddr").digest()
+    return Address(str(ipaddress.IPv6Address(b"\xfd" + digest + bytes(7) + b"\x01")), 1)
+
+
 class _Socket:
     """One non-blocking UDP socket, read in batches straight from the event loop's selector.
 
@@ -213,6 +228,11 @@ class _Socket:
     def loop_time(self) -> float:
         """The event loop's clock, which every connection's timers use."""
         return self._loop.time()
+
+    @property
+    def path_name(self) -> str:
+        """Connections on a UDP socket take direct paths."""
+        return "direct"
 
     @property
     def sockname(self) -> Address:
@@ -357,6 +377,7 @@ class Endpoint:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> Endpoint:
+        self._loop = asyncio.get_running_loop()
         self._certified = make_certificate(self.identity, self._wall_clock())
         try:
             for address in self._listen:
@@ -436,12 +457,18 @@ class Endpoint:
         )
 
     # -- dialling -----------------------------------------------------------------------------
-    async def connect(self, peer: AuraID, addresses: Sequence[Address]) -> PeerConnection:
-        """An authenticated connection to ``peer``: the existing one, or a new one via ``addresses``.
+    async def connect(
+        self, peer: AuraID, addresses: Sequence[Address], relays: Sequence[DatagramSender] = ()
+    ) -> PeerConnection:
+        """An authenticated connection to ``peer``: the existing one, or a new one.
 
-        Addresses are tried in order, each for at most ``connect_timeout``. Raises
-        :class:`~auralink.errors.PeerIdentityMismatch` if an address answers with another key,
-        else :class:`~auralink.errors.DialFailed` listing why each address failed.
+        Direct ``addresses`` are tried in order, each for at most ``connect_timeout``. Paths
+        through ``relays`` (senders from :mod:`auralink_node.relay`) start after
+        ``relay_head_start`` seconds, or at once if there is no address, and race the direct
+        attempts, as in Happy Eyeballs (RFC 8305): the first connection to authenticate wins and
+        the others are abandoned. Raises :class:`~auralink.errors.PeerIdentityMismatch` if an
+        address answers with another key, else :class:`~auralink.errors.DialFailed` listing why
+        each path failed.
         """
         existing = self.connection_to(peer)
         if existing is not None:
@@ -452,7 +479,7 @@ class Endpoint:
         if pending is None:
             if self._tasks is None:
                 raise LocalProtocolError("the endpoint is not running; use `async with`")
-            pending = self._tasks.create_task(self._dial_outcome(peer, tuple(addresses)))
+            pending = self._tasks.create_task(self._dial_outcome(peer, tuple(addresses), tuple(relays)))
             self._dialing[peer] = pending
             pending.add_done_callback(lambda _: self._dialing.pop(peer, None))
         outcome = await asyncio.shield(pending)
@@ -460,32 +487,77 @@ class Endpoint:
             raise outcome.with_traceback(None)
         return outcome
 
-    async def _dial_outcome(self, peer: AuraID, addresses: tuple[Address, ...]) -> PeerConnection | BaseException:
+    async def _dial_outcome(
+        self, peer: AuraID, addresses: tuple[Address, ...], relays: tuple[DatagramSender, ...]
+    ) -> PeerConnection | BaseException:
         # A dial is shared by every caller that asks for the same peer meanwhile, and owned by the
         # endpoint's task group, which must never see it fail: the outcome is returned instead.
         try:
-            return await self._dial(peer, addresses)
+            return await self._dial(peer, addresses, relays)
         except Exception as exc:  # handed to every waiting caller and raised there, never lost
             return exc
 
-    async def _dial(self, peer: AuraID, addresses: tuple[Address, ...]) -> PeerConnection:
-        if not addresses:
-            raise DialFailed(f"no known address for {peer.short()}; pass one or resolve the peer first")
+    async def _dial(
+        self, peer: AuraID, addresses: tuple[Address, ...], relays: tuple[DatagramSender, ...]
+    ) -> PeerConnection:
+        if not addresses and not relays:
+            raise DialFailed(f"no known address or relay for {peer.short()}; pass one or resolve the peer first")
         reasons: list[str] = []
-        for address in addresses:
-            try:
-                return await self._dial_address(peer, address)
-            except PeerIdentityMismatch:
-                self._observer.connection_failed("outbound", "identity_mismatch")
-                raise
-            except (ConnectionError_, TimeoutError) as exc:
-                reason = str(exc) or f"no answer from {address} within {self.config.connect_timeout:.1f} s"
-                reasons.append(f"{address}: {reason}")
-                self._observer.connection_failed("outbound", "timeout" if isinstance(exc, TimeoutError) else "error")
+        attempts = []
+        if addresses:
+            attempts.append(self._dial_direct(peer, addresses, reasons))
+        for sender in relays:
+            delay = self.config.relay_head_start if addresses else 0.0
+            attempts.append(self._dial_path(peer, virtual_address(peer), sender, reasons, delay=delay))
+        tasks = [asyncio.ensure_future(attempt) for attempt in attempts]
+        try:
+            for finished in asyncio.as_completed(tasks):
+                try:
+                    return await finished
+                except PeerIdentityMismatch:
+                    self._observer.connection_failed("outbound", "identity_mismatch")
+                    raise
+                except (ConnectionError_, TimeoutError):
+                    continue  # the reason is in ``reasons``
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         raise DialFailed(f"could not connect to {peer.short()}: " + "; ".join(reasons), tuple(reasons))
 
-    async def _dial_address(self, peer: AuraID, address: Address) -> PeerConnection:
-        conn = self._start_client(peer, address)
+    async def _dial_direct(self, peer: AuraID, addresses: tuple[Address, ...], reasons: list[str]) -> PeerConnection:
+        for address in addresses:
+            try:
+                sock = self._socket_for(address)
+            except DialFailed as exc:
+                reasons.append(f"{address}: {exc}")
+                continue
+            try:
+                return await self._dial_path(peer, address, sock, reasons)
+            except PeerIdentityMismatch:
+                raise
+            except (ConnectionError_, TimeoutError):
+                continue
+        raise DialFailed("no direct address answered")
+
+    async def _dial_path(
+        self, peer: AuraID, address: Address, sender: DatagramSender, reasons: list[str], *, delay: float = 0.0
+    ) -> PeerConnection:
+        """One handshake with ``peer`` at ``address`` through ``sender``; its failure goes to ``reasons``."""
+        if delay:
+            await asyncio.sleep(delay)  # the Happy Eyeballs head start of the direct path
+        where = str(address) if sender.path_name == "direct" else sender.path_name
+        try:
+            return await self._handshake(peer, address, sender)
+        except PeerIdentityMismatch:
+            raise
+        except (ConnectionError_, TimeoutError) as exc:
+            reasons.append(f"{where}: {exc or f'no answer within {self.config.connect_timeout:.1f} s'}")
+            self._observer.connection_failed("outbound", "timeout" if isinstance(exc, TimeoutError) else "error")
+            raise
+
+    async def _handshake(self, peer: AuraID, address: Address, sender: DatagramSender) -> PeerConnection:
+        conn = self._start_client(peer, address, sender)
         try:
             async with asyncio.timeout(self.config.connect_timeout):
                 await conn.wait_ready()
@@ -494,10 +566,14 @@ class Endpoint:
                 raise
             # The server refused our session ticket (it restarted, say): forget it, full handshake.
             self._client_tickets.pop(peer, None)
-            return await self._dial_address(peer, address)
+            return await self._handshake(peer, address, sender)
         except TimeoutError:
             if not conn.is_closed:
                 conn.abort(ErrorCode.HANDSHAKE_TIMEOUT, "dial timed out")
+            raise
+        except asyncio.CancelledError:  # another path won the race
+            if not conn.is_closed and not conn.is_ready:
+                conn.abort(ErrorCode.HANDSHAKE_TIMEOUT, "another path won")
             raise
         return conn
 
@@ -509,7 +585,7 @@ class Endpoint:
             f"no IPv{address.version} socket to dial {address} from; listen on an IPv{address.version} address"
         )
 
-    def _start_client(self, peer: AuraID, address: Address) -> PeerConnection:
+    def _start_client(self, peer: AuraID, address: Address, sender: DatagramSender) -> PeerConnection:
         config = self._quic_config(is_client=True, server_name=str(peer))
         config.session_ticket = self._client_tickets.get(peer)
         quic = NodeQuicConnection(
@@ -518,7 +594,7 @@ class Endpoint:
             session_ticket_handler=lambda ticket: self._client_tickets.__setitem__(peer, ticket),
         )
         loop = asyncio.get_running_loop()
-        conn = PeerConnection(self, quic, self._socket_for(address), address, expected=peer, now=loop.time())
+        conn = PeerConnection(self, quic, sender, address, expected=peer, now=loop.time())
         self._track(conn)
         quic.connect(address.as_tuple(), now=loop.time())
         conn._process()
@@ -542,7 +618,18 @@ class Endpoint:
                 self._handshakes_by_source.pop(host, None)
 
     # -- the socket ------------------------------------------------------------------------------
-    def _datagram_received(self, sock: _Socket, data: bytes, addr: Address) -> PeerConnection | None:
+    def relayed_datagram_received(self, sender: DatagramSender, src: AuraID, data: bytes) -> None:
+        """A datagram that ``src`` sent us through a relay (``sender`` answers the same way)."""
+        if not data or not data[0] & _QUIC_FIXED_BIT:
+            self._observer.datagram_dropped("malformed")
+            return
+        conn = self._datagram_received(sender, data, virtual_address(src), relayed_from=src)
+        if conn is not None and not conn.is_closed:
+            conn.flush()
+
+    def _datagram_received(
+        self, sock: DatagramSender, data: bytes, addr: Address, *, relayed_from: AuraID | None = None
+    ) -> PeerConnection | None:
         """Feed one datagram to its connection; returns the connection, which still has to flush."""
         self._observer.bytes_transferred("received", len(data))
         if data and not data[0] & _QUIC_FIXED_BIT:
@@ -555,10 +642,10 @@ class Endpoint:
             self._observer.datagram_dropped("malformed")
             return None
         conn = self._cids.get(header.destination_cid)
-        now = sock.loop_time()
+        now = self._loop.time()
         accepted = conn is None
         if conn is None:
-            conn = self._accept(sock, data, addr, header, now)
+            conn = self._accept(sock, data, addr, header, now, relayed_from=relayed_from)
             if conn is None:
                 return None
         try:
@@ -609,7 +696,9 @@ class Endpoint:
             return
         sock.sendto(data, addr)
 
-    def _accept(self, sock: _Socket, data: bytes, addr: Address, header: Any, now: float) -> PeerConnection | None:
+    def _accept(
+        self, sock: DatagramSender, data: bytes, addr: Address, header: Any, now: float, *, relayed_from: AuraID | None
+    ) -> PeerConnection | None:
         supported = QuicConfiguration().supported_versions
         if (
             header.version is not None
@@ -672,7 +761,7 @@ class Endpoint:
             original_destination_connection_id=original_dcid,
             retry_source_connection_id=retry_scid,
         )
-        conn = PeerConnection(self, quic, sock, addr, expected=None, now=now)
+        conn = PeerConnection(self, quic, sock, addr, expected=relayed_from, now=now)
         quic._session_ticket_handler = lambda ticket: self._store_server_ticket(conn, ticket)
         quic._session_ticket_fetcher = lambda ticket: self._fetch_server_ticket(conn, ticket)
         self._track(conn)

@@ -223,6 +223,16 @@ class MeshStream(StreamHelpers):
         if data:
             self._connection.send_stream_data(self.stream_id, data, end_stream=False)
 
+    @property
+    def backlog(self) -> int:
+        """Bytes written but not yet acknowledged by the peer (``drain`` waits above its high water)."""
+        return self._connection.unsent_bytes(self.stream_id)
+
+    @property
+    def high_water(self) -> int:
+        """The backlog above which :meth:`drain` waits."""
+        return self._high_water
+
     async def drain(self) -> None:
         """Return at once while at most ``high_water`` bytes are unacknowledged; else wait until ``low_water``."""
         if self._error is not None:

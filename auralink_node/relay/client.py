@@ -1,0 +1,168 @@
+"""Our side of a relay: a session that sends packets to peers through it and receives theirs.
+
+Theory of operation
+-------------------
+A :class:`RelayLink` is one session on one relay. :meth:`RelayLink.run` (a task of the node)
+connects to the relay like to any peer (QUIC, its AuraID checked), opens an
+``auralink/relay/1`` stream, says Hello, and waits for Welcome; then it reads
+:class:`~auralink_node.relay.protocol.Deliver` messages and hands each packet to the endpoint,
+which treats it exactly like a datagram from the socket (:meth:`Endpoint.relayed_datagram_received
+<auralink_node.transport.Endpoint.relayed_datagram_received>`). If the session breaks, it
+reconnects with capped exponential backoff.
+
+:meth:`RelayLink.path_to` gives a :class:`RelayPath` for one peer: a
+:class:`~auralink_node.transport.connection.DatagramSender` that wraps each QUIC datagram of
+the connection to that peer in a :class:`~auralink_node.relay.protocol.Send`. Sending never
+waits: a packet is dropped when the session is down or its stream is above its high-water mark,
+as a congested router would drop it, and QUIC retransmits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from auralink.errors import AuralinkError, RemoteProtocolError
+from auralink.identity import AuraID, RelayAddress
+from auralink.wire import Address
+from auralink_node.protocols.framing import MessageReader
+from auralink_node.relay.protocol import CODEC, MAX_PACKET, RELAY_PROTOCOL, Deliver, Hello, PeerGone, Send, Welcome
+from auralink_node.transport.streams import MeshStream
+
+if TYPE_CHECKING:
+    from auralink_node.transport import Endpoint
+
+__all__ = ["RelayLink", "RelayPath"]
+
+logger = logging.getLogger(__name__)
+
+BACKOFF = (0.2, 10.0)
+"""First and longest wait between reconnection attempts, in seconds."""
+
+
+class RelayPath:
+    """Datagrams to ``peer`` through the relay of ``link``."""
+
+    def __init__(self, link: RelayLink, peer: AuraID) -> None:
+        self.link = link
+        self.peer = peer
+        self.path_name = f"relay:{link.relay.aura_id}"
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        self.link.send(self.peer, data)
+
+    def __repr__(self) -> str:
+        return f"RelayPath({self.peer.short()} via {self.link.relay.aura_id.short()})"
+
+
+class RelayLink:
+    """A session on one relay (use :meth:`run` as a task, :meth:`wait_ready` before sending)."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        relay: RelayAddress,
+        *,
+        token: bytes = b"",
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.relay = relay
+        self._token = token
+        self._on_change = on_change
+        self._stream: MeshStream | None = None
+        self._ready = asyncio.Event()
+        self.welcome: Welcome | None = None
+        """The relay's limits, once the session is open."""
+        self.stats: Counter[str] = Counter()
+        """Packets ``sent``, ``received``, and ``dropped_down``/``dropped_congested``; ``peer_gone`` notices."""
+        self.gone: set[AuraID] = set()
+        """Peers the relay said have no session there (cleared when they send again)."""
+        self.last_error: str | None = None
+        """Why the last session attempt or session ended, if it did."""
+        self._paths: dict[AuraID, RelayPath] = {}
+
+    @property
+    def is_ready(self) -> bool:
+        """Whether the session is open."""
+        return self._ready.is_set()
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Wait until the session is open; raises :class:`TimeoutError` after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            await self._ready.wait()
+
+    def path_to(self, peer: AuraID) -> RelayPath:
+        """A datagram sender to ``peer`` through this relay."""
+        path = self._paths.get(peer)
+        if path is None:
+            if len(self._paths) >= 4096:
+                self._paths.clear()
+            path = self._paths[peer] = RelayPath(self, peer)
+        return path
+
+    def send(self, peer: AuraID, packet: bytes) -> None:
+        """Send one packet to ``peer`` through the relay, or drop it if the session cannot take it now."""
+        stream = self._stream
+        if stream is None or len(packet) > MAX_PACKET:
+            self.stats["dropped_down"] += 1
+            return
+        if stream.backlog > stream.high_water:
+            self.stats["dropped_congested"] += 1
+            return
+        try:
+            stream.write(CODEC.encode(Send(peer, packet)))
+        except AuralinkError:
+            self.stats["dropped_down"] += 1
+            return
+        self.stats["sent"] += 1
+
+    async def run(self) -> None:
+        """Keep a session open until cancelled, reconnecting after failures."""
+        delay = BACKOFF[0]
+        while True:
+            try:
+                await self._session()
+                delay = BACKOFF[0]  # the session ran and ended: try again soon
+            except (AuralinkError, TimeoutError, OSError) as exc:
+                self.last_error = str(exc) or type(exc).__name__
+                logger.info("relay %s: %s; retrying in %.1f s", self.relay.aura_id.short(), self.last_error, delay)
+            finally:
+                was_ready = self._ready.is_set()
+                self._ready.clear()
+                self._stream = None
+                if was_ready and self._on_change is not None:
+                    self._on_change()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF[1])
+
+    async def _session(self) -> None:
+        conn = await self.endpoint.connect(self.relay.aura_id, [self.relay.address])
+        stream = await conn.open_stream(RELAY_PROTOCOL)
+        stream.write(CODEC.encode(Hello(self._token)))
+        reader = MessageReader(stream, CODEC)
+        async with asyncio.timeout(10.0):
+            self.welcome = await reader.expect(Welcome)
+        self._stream = stream
+        self.last_error = None
+        self._ready.set()
+        if self._on_change is not None:
+            self._on_change()
+        logger.info("relay session open on %s", self.relay)
+        while True:
+            message = await reader.next()
+            if message is None:
+                self.last_error = "the relay ended the session"
+                return
+            if isinstance(message, Deliver):
+                self.stats["received"] += 1
+                self.gone.discard(message.src)
+                self.endpoint.relayed_datagram_received(self.path_to(message.src), message.src, message.packet)
+            elif isinstance(message, PeerGone):
+                self.stats["peer_gone"] += 1
+                self.gone.add(message.dst)
+            else:
+                raise RemoteProtocolError(f"relay sent {type(message).__name__} inside a session")

@@ -1,0 +1,188 @@
+"""The relay service: forwards opaque packets between the AuraIDs that hold sessions on it.
+
+Theory of operation
+-------------------
+A node started with ``auralink-node up --relay`` registers :meth:`RelayService.serve` for
+``auralink/relay/1``. Each stream is one *session*: the stream's peer is the session's AuraID,
+proven by the mesh connection's handshake, so a session cannot speak for anyone else. After a
+:class:`~auralink_node.relay.protocol.Hello` that passes the :class:`RelayPolicy` (open, an
+allow-list of AuraIDs, or a shared token), the relay answers
+:class:`~auralink_node.relay.protocol.Welcome` and then forwards every
+:class:`~auralink_node.relay.protocol.Send` as a :class:`~auralink_node.relay.protocol.Deliver`
+on the destination's session, naming the sender.
+
+The relay never waits and never queues beyond a stream's high-water mark: a packet is dropped
+(as a router would drop it; QUIC retransmits) when the sender is over its byte budget (a token
+bucket per AuraID), would reach more distinct peers than allowed at once, has no destination
+session here, or the destination's stream is congested. Every outcome is counted in
+:attr:`RelayService.stats` and in the node's metrics. The relay sees AuraIDs and ciphertext:
+the packets are the end-to-end QUIC datagrams between the two nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from auralink.errors import AuralinkError, RemoteProtocolError
+from auralink.identity import AuraID
+from auralink_node.metrics import RelayResult
+from auralink_node.protocols.framing import MessageReader
+from auralink_node.relay.protocol import CODEC, Deliver, Hello, PeerGone, Send, Welcome
+from auralink_node.transport.streams import ErrorCode, MeshStream
+
+__all__ = ["ForwardResult", "RelayPolicy", "RelayService", "TokenBucket"]
+
+logger = logging.getLogger(__name__)
+
+ForwardResult = RelayResult
+"""What became of one packet (the metrics' :data:`~auralink_node.metrics.RelayResult`)."""
+
+HELLO_TIMEOUT = 5.0
+"""Seconds a new session has to say Hello."""
+
+
+@dataclass(frozen=True, slots=True)
+class RelayPolicy:
+    """Who may use the relay, and how much."""
+
+    access: Literal["open", "allow", "token"] = "open"
+    """``open``: anyone; ``allow``: only the AuraIDs in :attr:`allow`; ``token``: Hello must carry :attr:`token`."""
+    allow: frozenset[AuraID] = frozenset()
+    """AuraIDs admitted when :attr:`access` is ``allow``."""
+    token: bytes = b""
+    """The shared token when :attr:`access` is ``token``."""
+    bytes_per_second: int = 12_500_000
+    """Each session's relayed-traffic rate (token bucket refill), 100 Mbit/s by default."""
+    burst_bytes: int | None = None
+    """Each session's bucket size; by default one second of :attr:`bytes_per_second` (at least 64 kB)."""
+    max_peers: int = 64
+    """Distinct destinations one session may reach within :attr:`peer_idle` seconds."""
+    peer_idle: float = 30.0
+    """Seconds after its last packet that a destination stops counting against :attr:`max_peers`."""
+
+    def admits(self, peer: AuraID, token: bytes) -> str | None:
+        """None if ``peer`` may open a session, else why not."""
+        if self.access == "allow" and peer not in self.allow:
+            return "not on this relay's allow-list"
+        if self.access == "token" and (not self.token or token != self.token):
+            return "wrong or missing access token"
+        return None
+
+
+class TokenBucket:
+    """A byte budget that refills at ``rate`` per second up to ``burst`` (a pure core; takes ``now``)."""
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._tokens = burst
+        self._last = now
+
+    def take(self, amount: int, now: float) -> bool:
+        """Spend ``amount`` if the bucket holds it at ``now``."""
+        self._tokens = min(self._burst, self._tokens + max(0.0, now - self._last) * self._rate)
+        self._last = now
+        if self._tokens < amount:
+            return False
+        self._tokens -= amount
+        return True
+
+
+@dataclass
+class _Session:
+    peer: AuraID
+    stream: MeshStream
+    bucket: TokenBucket
+    destinations: OrderedDict[AuraID, float] = field(default_factory=OrderedDict)
+    gone_sent: dict[AuraID, float] = field(default_factory=dict)
+
+
+class RelayService:
+    """The sessions of one relay node and the forwarding between them."""
+
+    def __init__(
+        self,
+        policy: RelayPolicy,
+        *,
+        clock: Callable[[], float],
+        on_packet: Callable[[ForwardResult, int], None] | None = None,
+    ) -> None:
+        self.policy = policy
+        self._clock = clock
+        self._on_packet = on_packet
+        self.sessions: dict[AuraID, _Session] = {}
+        self.stats: Counter[str] = Counter()
+        """Packets by outcome (:data:`ForwardResult`), plus ``bytes`` forwarded and ``refused`` sessions."""
+
+    async def serve(self, stream: MeshStream) -> None:
+        """Run one session (the ``auralink/relay/1`` stream handler)."""
+        peer = stream.peer
+        assert peer is not None, "streams are dispatched only after authentication"
+        reader = MessageReader(stream, CODEC)
+        async with asyncio.timeout(HELLO_TIMEOUT):
+            hello = await reader.expect(Hello)
+        refusal = self.policy.admits(peer, hello.token)
+        if refusal is not None:
+            self.stats["refused"] += 1
+            logger.info("relay session for %s refused: %s", peer.short(), refusal)
+            stream.reset(ErrorCode.REFUSED)
+            return
+        burst = self.policy.burst_bytes or max(self.policy.bytes_per_second, 65_536)
+        session = _Session(peer, stream, TokenBucket(self.policy.bytes_per_second, burst, self._clock()))
+        previous = self.sessions.get(peer)
+        if previous is not None:  # the peer reconnected: the newest session wins
+            previous.stream.reset(ErrorCode.CANCELLED)
+        self.sessions[peer] = session
+        stream.write(CODEC.encode(Welcome(self.policy.bytes_per_second, self.policy.max_peers)))
+        try:
+            while True:
+                message = await reader.next()
+                if message is None:
+                    return
+                if not isinstance(message, Send):
+                    raise RemoteProtocolError(f"relay session: expected Send, got {type(message).__name__}")
+                self.forward(session, message)
+        except AuralinkError as exc:
+            logger.debug("relay session for %s ended: %s", peer.short(), exc)
+        finally:
+            if self.sessions.get(peer) is session:
+                del self.sessions[peer]
+
+    def forward(self, session: _Session, send: Send) -> ForwardResult:
+        """Forward one packet from ``session`` (or drop it, and say why)."""
+        result = self._route(session, send)
+        self.stats[result] += 1
+        if result == "forwarded":
+            self.stats["bytes"] += len(send.packet)
+        if self._on_packet is not None:
+            self._on_packet(result, len(send.packet))
+        return result
+
+    def _route(self, session: _Session, send: Send) -> ForwardResult:
+        now = self._clock()
+        if not session.bucket.take(len(send.packet), now):
+            return "quota"
+        destinations = session.destinations
+        while destinations and next(iter(destinations.values())) < now - self.policy.peer_idle:
+            destinations.popitem(last=False)
+        if send.dst not in destinations and len(destinations) >= self.policy.max_peers:
+            return "peer_limit"
+        destinations.pop(send.dst, None)
+        destinations[send.dst] = now
+        target = self.sessions.get(send.dst)
+        if target is None:
+            if now - session.gone_sent.get(send.dst, -1e9) >= 1.0:  # say so at most once a second
+                session.gone_sent[send.dst] = now
+                if len(session.gone_sent) > self.policy.max_peers:
+                    session.gone_sent.pop(next(iter(session.gone_sent)))
+                session.stream.write(CODEC.encode(PeerGone(send.dst)))
+            return "no_session"
+        if target.stream.backlog > target.stream.high_water:
+            return "congested"
+        target.stream.write(CODEC.encode(Deliver(session.peer, send.packet)))
+        return "forwarded"

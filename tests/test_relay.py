@@ -1,0 +1,237 @@
+"""Relays on loopback: sessions, relayed connections, moving paths, quotas and access policy."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from auralink.errors import RemoteProtocolError
+from auralink.identity import Identity, RelayAddress
+from auralink.wire import FrameDecoder
+from auralink_node.config import NodeConfig
+from auralink_node.home import NodeHome
+from auralink_node.node import Node
+from auralink_node.relay import RelayLink, TokenBucket
+from auralink_node.relay.protocol import CODEC, Deliver, Hello, PeerGone, Send, Welcome
+from auralink_node.transport import MeshStream
+
+ECHO = "test/echo/1"
+
+
+def make_home(root: Path, name: str) -> NodeHome:
+    home = NodeHome(root / name)
+    home.root.mkdir(parents=True, exist_ok=True)
+    home.keystore().create(Identity.generate())
+    return home
+
+
+@contextlib.asynccontextmanager
+async def running(home: NodeHome, **config: Any) -> AsyncIterator[Node]:
+    async with Node(home, NodeConfig(listen=("127.0.0.1:0",), **config), control_api=False) as node:
+        yield node
+
+
+async def echo(stream: MeshStream) -> None:
+    while chunk := await stream.read():
+        stream.write(chunk)
+        await stream.drain()
+    stream.write_eof()
+
+
+def relay_of(node: Node) -> RelayAddress:
+    return RelayAddress(node.aura_id, node.listen_addresses[0])
+
+
+async def session(node: Node, relay: Node) -> RelayLink:
+    link = node._relay_link(relay_of(relay))
+    await link.wait_ready(5.0)
+    return link
+
+
+async def echo_through(stream: MeshStream, data: bytes) -> bytes:
+    async def pump() -> None:
+        for i in range(0, len(data), 16384):
+            stream.write(data[i : i + 16384])
+            await stream.drain()
+        stream.write_eof()
+
+    writer = asyncio.ensure_future(pump())
+    back = await stream.read_all(len(data) + 1)
+    await writer
+    return back
+
+
+async def test_a_connection_through_a_relay_carries_only_ciphertext(tmp_path: Path) -> None:
+    marker = b"plaintext-marker-" * 64
+    async with (
+        running(make_home(tmp_path, "r"), relay=True) as r,
+        running(make_home(tmp_path, "b")) as b,
+        running(make_home(tmp_path, "a")) as a,
+    ):
+        b.serve(ECHO, echo)
+        await session(b, r)
+        link = await session(a, r)
+        assert r.relay_service is not None and set(r.relay_service.sessions) == {a.aura_id, b.aura_id}
+        seen: list[bytes] = []
+        forward = r.relay_service.forward
+        r.relay_service.forward = lambda s, send: (seen.append(send.packet), forward(s, send))[1]  # type: ignore[method-assign]
+
+        conn = await a.endpoint.connect(b.aura_id, [], [link.path_to(b.aura_id)])
+        assert conn.is_relayed and conn.path == f"relay:{r.aura_id}" and conn.peer == b.aura_id
+        data = marker * 200 + bytes(range(256)) * 400
+        async with await conn.open_stream(ECHO) as stream:
+            assert hashlib.sha256(await echo_through(stream, data)).digest() == hashlib.sha256(data).digest()
+        assert r.relay_service.stats["forwarded"] > 100
+        assert seen and not any(marker[:32] in packet for packet in seen)  # the relay saw ciphertext only
+        assert all(packet[0] & 0x40 for packet in seen)  # every one a QUIC packet
+        inbound = b.endpoint.connection_to(a.aura_id)
+        assert inbound is not None and inbound.is_relayed and inbound.peer == a.aura_id
+
+
+async def test_a_connection_moves_between_relay_and_direct_without_losing_stream_data(tmp_path: Path) -> None:
+    async with (
+        running(make_home(tmp_path, "r"), relay=True) as r,
+        running(make_home(tmp_path, "b")) as b,
+        running(make_home(tmp_path, "a")) as a,
+    ):
+        b.serve(ECHO, echo)
+        await session(b, r)
+        link = await session(a, r)
+        conn = await a.endpoint.connect(b.aura_id, [], [link.path_to(b.aura_id)])
+        inbound = b.endpoint.connection_to(a.aura_id)
+        assert inbound is not None
+        relayed_a, relayed_b = (conn._sender, conn.remote), (inbound._sender, inbound.remote)
+        direct_b, direct_a = b.listen_addresses[0], a.listen_addresses[0]
+        chunk = bytes(range(256)) * 256  # 64 kB
+        got = bytearray()
+        async with await conn.open_stream(ECHO) as stream:
+            for step in range(6):
+                if step % 2:  # both ends move to the direct path, as a hole punch would let them
+                    conn.set_path(a.endpoint._socket_for(direct_b), direct_b)
+                    inbound.set_path(b.endpoint._socket_for(direct_a), direct_a)
+                    assert conn.path == f"direct:{direct_b}"
+                else:  # and back to the relay
+                    conn.set_path(*relayed_a)
+                    inbound.set_path(*relayed_b)
+                    assert conn.is_relayed
+                stream.write(chunk)
+                await stream.drain()
+                got += await stream.readexactly(len(chunk))
+            stream.write_eof()
+            assert await stream.read() == b""
+        assert bytes(got) == chunk * 6
+        assert not conn.is_closed and a.endpoint.connection_to(b.aura_id) is conn
+
+
+async def test_dialling_a_peer_through_the_relay_its_record_lists(tmp_path: Path) -> None:
+    async with (
+        running(make_home(tmp_path, "r"), relay=True) as r,
+        running(make_home(tmp_path, "b"), relays=(f"{r.aura_id}@{r.listen_addresses[0]}",)) as b,
+        running(make_home(tmp_path, "a")) as a,
+    ):
+        await b.relay_links[r.aura_id].wait_ready(5.0)
+        assert b.record.relays == (relay_of(r),)  # the home relay is in the record once its session is open
+        unreachable = b.record.__class__.create(  # b's record, but its only address is dead
+            b.identity,
+            seq=b.record.seq + 1,
+            issued_at=b.record.issued_at,
+            expires_at=b.record.expires_at,
+            addresses=[a.listen_addresses[0].__class__("127.0.0.1", 9)],
+            relays=b.record.relays,
+            protocols=b.record.protocols,
+        )
+        a.book.put(unreachable, a.wall_clock())
+        report = await a.ping(b.aura_id, count=2)
+        assert report.received == 2
+        conn = a.endpoint.connection_to(b.aura_id)
+        assert conn is not None and conn.is_relayed
+        assert a.peers()[0]["path"] == f"relay:{r.aura_id}"
+
+
+async def test_a_sender_over_its_quota_is_throttled_and_others_are_not(tmp_path: Path) -> None:
+    async with (
+        running(make_home(tmp_path, "r"), relay=True, relay_rate=200_000) as r,
+        running(make_home(tmp_path, "b")) as b,
+        running(make_home(tmp_path, "a")) as a,
+        running(make_home(tmp_path, "c")) as c,
+    ):
+        b.serve(ECHO, echo)
+        await session(b, r)
+        link_a, link_c = await session(a, r), await session(c, r)
+        assert r.relay_service is not None
+        drops: dict[str, int] = {}
+        forward = r.relay_service.forward
+
+        def counting(s: Any, send: Send) -> Any:
+            result = forward(s, send)
+            if result == "quota":
+                drops[str(s.peer)] = drops.get(str(s.peer), 0) + 1
+            return result
+
+        r.relay_service.forward = counting  # type: ignore[method-assign]
+        conn_a = await a.endpoint.connect(b.aura_id, [], [link_a.path_to(b.aura_id)])
+        conn_c = await c.endpoint.connect(b.aura_id, [], [link_c.path_to(b.aura_id)])
+        async with await conn_a.open_stream(ECHO) as stream:  # a pushes 1 MB: 5x its 1 s budget
+            data = bytes(1_000_000)
+            assert await echo_through(stream, data) == data  # QUIC recovers the dropped packets
+        assert drops.get(str(a.aura_id), 0) > 0
+        async with await conn_c.open_stream(ECHO) as stream:  # c stays within its own budget
+            assert await echo_through(stream, b"c" * 50_000) == b"c" * 50_000
+        assert drops.get(str(c.aura_id), 0) == 0
+
+
+@pytest.mark.parametrize(
+    ("policy", "token", "admitted"),
+    [
+        ({"relay_access": "token", "relay_token": "s3cret"}, "s3cret", True),
+        ({"relay_access": "token", "relay_token": "s3cret"}, "wrong", False),
+        ({"relay_access": "allow", "relay_allow": ()}, None, False),
+    ],
+)
+async def test_access_policy(tmp_path: Path, policy: dict[str, Any], token: str | None, admitted: bool) -> None:
+    async with (
+        running(make_home(tmp_path, "r"), relay=True, **policy) as r,
+        running(make_home(tmp_path, "a"), relays_token=token) as a,
+    ):
+        link = a._relay_link(relay_of(r))
+        if admitted:
+            await link.wait_ready(5.0)
+        else:
+            with pytest.raises(TimeoutError):
+                await link.wait_ready(1.0)
+            assert r.relay_service is not None and r.relay_service.stats["refused"] >= 1
+
+
+def test_token_bucket_refills_at_its_rate_up_to_its_burst() -> None:
+    bucket = TokenBucket(rate=100.0, burst=300.0, now=0.0)
+    assert bucket.take(300, 0.0) and not bucket.take(1, 0.0)
+    assert bucket.take(100, 1.0) and not bucket.take(1, 1.0)
+    assert bucket.take(300, 100.0) and not bucket.take(1, 100.0)  # refill is capped at the burst
+
+
+def test_relay_messages_round_trip() -> None:
+    peer = Identity.from_seed(bytes(32)).aura_id
+    for message in (Hello(b"tok"), Welcome(1000, 8), Send(peer, b"\x40pkt"), Deliver(peer, b"\xc0"), PeerGone(peer)):
+        decoder = FrameDecoder(max_size=CODEC.max_size)
+        decoder.feed(CODEC.encode(message))
+        frame = decoder.next_frame()
+        assert frame is not None and CODEC.decode(frame) == message
+
+
+@given(st.binary(max_size=2000))
+def test_any_bytes_decode_to_relay_messages_or_raise_our_protocol_error(data: bytes) -> None:
+    decoder = FrameDecoder(max_size=CODEC.max_size)
+    decoder.feed(data)
+    try:
+        while (frame := decoder.next_frame()) is not None:
+            CODEC.decode(frame)
+    except RemoteProtocolError:
+        pass
