@@ -55,6 +55,7 @@ from auralink.identity.records import MAX_ROTATION_CHAIN, Record, handle_dht_key
 from auralink.mesh.resolution import Resolution, ResolveSource
 from auralink.wire import Address
 from auralink_node.dht import DHTConfig, DHTServer, PublishFailed
+from auralink_node.transport.connection import DatagramSender
 
 if TYPE_CHECKING:
     from auralink_node.mdns import MdnsDiscovery, MdnsPeer
@@ -222,8 +223,9 @@ class Discovery:
             await self.mdns.stop()
         self.dht.stop()
 
-    def _dht_datagram(self, data: bytes, addr: Address) -> None:
-        self.dht.datagram_received(data, addr.as_tuple())
+    def _dht_datagram(self, data: bytes, addr: Address, via: DatagramSender) -> None:
+        if via.path_name == "direct":  # the DHT speaks only on direct paths (contacts are addresses)
+            self.dht.datagram_received(data, addr.as_tuple())
 
     # -- maintenance ----------------------------------------------------------------------------
     async def run(self) -> None:

@@ -43,6 +43,7 @@ from auralink_node.config import NodeConfig
 from auralink_node.discovery import Discovery, DiscoveryConfig, Resolution, parse_target
 from auralink_node.home import NodeHome
 from auralink_node.metrics import NodeMetrics
+from auralink_node.paths import PATHS_PROTOCOL, PathManager
 from auralink_node.protocols import identify, ping
 from auralink_node.relay import RELAY_PROTOCOL, RelayLink, RelayPolicy, RelayService
 from auralink_node.store import NodeStore
@@ -221,6 +222,8 @@ class Node:
             raise ConfigError(f"cannot listen on {', '.join(self.config.listen)}: {exc.strerror}", "listen") from exc
         self._endpoint.on_connection_ready(self._connection_ready)
         self._endpoint.on_connection_closed(self._connection_closed)
+        self.paths = PathManager(self)
+        self.router.register(PATHS_PROTOCOL, self.paths.serve)
         for rotation in self.rotations:  # so that our own book follows our key's history
             self.book.put(rotation, self._wall_clock())
         self._resign()
@@ -468,12 +471,14 @@ class Node:
             )
         if self._discovery is not None and not conn.is_relayed:
             self._discovery.peer_verified(conn.peer, conn.remote)
+        self.paths.connection_ready(conn)
         waiter = asyncio.get_running_loop().create_future()
         self._identified[conn.peer] = waiter
         if conn.is_client and self._tasks is not None:
             self._spawn(self._identify(conn, waiter))
 
     def _connection_closed(self, conn: PeerConnection) -> None:
+        self.paths.connection_closed(conn)
         if conn.peer is not None and self.endpoint.connection_to(conn.peer) is None:
             waiter = self._identified.pop(conn.peer, None)
             if waiter is not None and not waiter.done():

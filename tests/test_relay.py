@@ -19,6 +19,7 @@ from auralink.wire import FrameDecoder
 from auralink_node.config import NodeConfig
 from auralink_node.home import NodeHome
 from auralink_node.node import Node
+from auralink_node.paths import PROBE, PROBE_ACK
 from auralink_node.relay import RelayLink, TokenBucket
 from auralink_node.relay.protocol import CODEC, Deliver, Hello, PeerGone, Send, Welcome
 from auralink_node.transport import MeshStream
@@ -91,7 +92,8 @@ async def test_a_connection_through_a_relay_carries_only_ciphertext(tmp_path: Pa
             assert hashlib.sha256(await echo_through(stream, data)).digest() == hashlib.sha256(data).digest()
         assert r.relay_service.stats["forwarded"] > 100
         assert seen and not any(marker[:32] in packet for packet in seen)  # the relay saw ciphertext only
-        assert all(packet[0] & 0x40 for packet in seen)  # every one a QUIC packet
+        # Every one a QUIC packet, or a path probe (type, random id, sender key, MAC).
+        assert all(packet[0] & 0x40 or (packet[0] in (PROBE, PROBE_ACK) and len(packet) == 57) for packet in seen)
         inbound = b.endpoint.connection_to(a.aura_id)
         assert inbound is not None and inbound.is_relayed and inbound.peer == a.aura_id
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from auralink.errors import AuralinkError
@@ -29,6 +31,7 @@ __all__ = [
     "ResolveResponse",
     "RttModel",
     "StatusResponse",
+    "WhyResponse",
 ]
 
 
@@ -202,6 +205,16 @@ class JoinResponse(_Model):
 
     joined: list[str] = Field(description="the addresses that answered")
     contacts: int = Field(description="contacts in the routing table after joining")
+
+
+class WhyResponse(_Model):
+    """Why a connection takes the path it takes (see ``auralink_node.routing``)."""
+
+    peer: str
+    path: str = Field(description="direct:HOST:PORT or relay:AURAID")
+    relayed: bool
+    decision: dict[str, Any] = Field(description="the selector's last decision: candidates, scores, reason")
+    history: list[dict[str, Any]] = Field(description="the switches of this connection, oldest first")
 
 
 class PinResponse(_Model):

@@ -202,6 +202,15 @@ class ControlServer:
                 errors=(400,),
             ),
             Route(
+                "GET",
+                "/v1/why",
+                self._why,
+                "The path to a connected peer, the candidates with their scores, and the switches",
+                query=(("target", True, "AuraID or @handle"),),
+                response=models.WhyResponse,
+                errors=(400, 404),
+            ),
+            Route(
                 "GET", "/v1/dht", self._dht, "The DHT's routing table and publishing", response=models.DhtStatusResponse
             ),
             Route(
@@ -323,6 +332,15 @@ class ControlServer:
         body: models.JoinRequest = request.json(models.JoinRequest)
         answered = await self._node.discovery.join(body.addresses)
         return json_response(models.JoinResponse(joined=answered, contacts=self._node.discovery.contact_count()))
+
+    async def _why(self, request: Request) -> Response:
+        peer = await self._node.peer_of(request.one("target") or "")
+        why = self._node.paths.why(peer)
+        if why is None:
+            raise ApiError(
+                404, f"not connected to {peer.short()}; connect first (e.g. `auralink-node ping`)", "NotFound"
+            )
+        return json_response(models.WhyResponse(**why))
 
     async def _dht(self, request: Request) -> Response:
         return json_response(models.DhtStatusResponse(**self._node.discovery.status()))

@@ -411,6 +411,26 @@ async def _join_embedded(home: NodeHome, config: NodeConfig, targets: list[str],
         return {"joined": answered, "contacts": node.discovery.contact_count()}
 
 
+@app.command()
+def why(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="AuraID or @handle of a connected peer.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Explain the path to a peer: the one in use, the candidates with their scores, the last switch."""
+    query = urlencode({"target": _check_target(target)})
+    info = _daemon_call(ctx, "GET", f"/v1/why?{query}")
+    decision = info["decision"]
+    lines = [f"path: {info['path']}", f"why:  {decision['explanation']}", "candidates:"]
+    for c in decision["candidates"]:
+        rtt = "-" if c.get("rtt_ms") is None else f"{c['rtt_ms']:.2f} ms"
+        lines.append(f"  {c['path']:<66} {c.get('state', ''):<10} rtt {rtt}")
+    last = decision.get("last_switch")
+    if last:
+        lines.append(f"last switch: {last['from']} -> {last['to']} ({last['reason']}): {last['detail']}")
+    _emit(as_json, info, lines)
+
+
 @dht_app.command("status")
 def dht_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Show the DHT routing table, stored records, publishing and misbehaving peers."""

@@ -153,6 +153,11 @@ class PeerConnection:
         return f"direct:{self.remote}" if name == "direct" else name
 
     @property
+    def sender(self) -> DatagramSender:
+        """Where our datagrams go now (see :meth:`set_path`)."""
+        return self._sender
+
+    @property
     def is_relayed(self) -> bool:
         """Whether our packets go through a relay."""
         return self._sender.path_name != "direct"

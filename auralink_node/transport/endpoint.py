@@ -91,6 +91,9 @@ MESH_ALPN = "auralink/mesh/1"
 StreamHandler = Callable[[MeshStream], Awaitable[None]]
 """Serves one incoming stream; the stream is reset if it raises."""
 
+RawHandler = Callable[[bytes, Address, DatagramSender], None]
+"""Takes one non-QUIC datagram: its bytes, where it came from, and the way to answer it."""
+
 _MAX_TICKETS = 1024
 _RCVBUF = 4 * 1024 * 1024
 _ADDRESS_CACHE = 4096
@@ -373,7 +376,7 @@ class Endpoint:
         self._on_ready: list[Callable[[PeerConnection], None]] = []
         self._on_violation: list[Callable[[PeerConnection, str], None]] = []
         self._on_closed: list[Callable[[PeerConnection], None]] = []
-        self._raw_handlers: dict[int, Callable[[bytes, Address], None]] = {}
+        self._raw_handlers: dict[int, RawHandler] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> Endpoint:
@@ -620,8 +623,11 @@ class Endpoint:
     # -- the socket ------------------------------------------------------------------------------
     def relayed_datagram_received(self, sender: DatagramSender, src: AuraID, data: bytes) -> None:
         """A datagram that ``src`` sent us through a relay (``sender`` answers the same way)."""
-        if not data or not data[0] & _QUIC_FIXED_BIT:
+        if not data:
             self._observer.datagram_dropped("malformed")
+            return
+        if not data[0] & _QUIC_FIXED_BIT:  # path probes come through relays too
+            self._raw_datagram_received(data, virtual_address(src), sender)
             return
         conn = self._datagram_received(sender, data, virtual_address(src), relayed_from=src)
         if conn is not None and not conn.is_closed:
@@ -633,7 +639,7 @@ class Endpoint:
         """Feed one datagram to its connection; returns the connection, which still has to flush."""
         self._observer.bytes_transferred("received", len(data))
         if data and not data[0] & _QUIC_FIXED_BIT:
-            self._raw_datagram_received(data, addr)
+            self._raw_datagram_received(data, addr, sock)
             return None
         buf = QuicBuffer(data=data)
         try:
@@ -663,20 +669,22 @@ class Endpoint:
                 return None
         return conn
 
-    def _raw_datagram_received(self, data: bytes, addr: Address) -> None:
+    def _raw_datagram_received(self, data: bytes, addr: Address, via: DatagramSender) -> None:
         handler = self._raw_handlers.get(data[0])
         if handler is None:
             self._observer.datagram_dropped("malformed")
             return
-        handler(data, addr)
+        handler(data, addr, via)
 
-    def on_raw_datagram(self, first_bytes: Iterable[int], handler: Callable[[bytes, Address], None]) -> None:
+    def on_raw_datagram(self, first_bytes: Iterable[int], handler: RawHandler) -> None:
         """Hand datagrams that start with one of ``first_bytes`` (each below 0x40) to ``handler``.
 
         QUIC v1 sets the fixed bit (0x40) in the first byte of every packet (RFC 9000 section 17),
         so other protocols can share the node's sockets and its NAT mappings, as RFC 9443
-        multiplexes STUN with QUIC; the DHT uses 0x00 and 0x01. ``handler`` runs on the event
-        loop for each datagram; it must not raise for bad input (it is network input).
+        multiplexes STUN with QUIC; the DHT uses 0x00 and 0x01, path probes 0x02 and 0x03.
+        ``handler(data, addr, via)`` runs on the event loop for each datagram; ``via`` answers by
+        the same way it came (the socket, or the relay it came through; then ``addr`` is the
+        sender's virtual address). It must not raise for bad input (it is network input).
         """
         for byte in first_bytes:
             if not 0 <= byte < _QUIC_FIXED_BIT:

@@ -1,0 +1,340 @@
+"""Paths: which way a connection's packets go (direct or through a relay), hole punching, and why.
+
+Theory of operation
+-------------------
+Every authenticated connection gets a :class:`PeerPaths`: a
+:class:`~auralink_node.routing.PathContext` of candidate paths to the peer, a
+:class:`~auralink_node.routing.LearnedSelector` that picks one, and the probes that feed it.
+The QUIC connection never notices a change: :meth:`PeerConnection.set_path
+<auralink_node.transport.connection.PeerConnection.set_path>` only redirects its datagrams (the
+iroh "magicsock" design).
+
+1. **Offer.** Once the connection is up, the dialler opens ``auralink/paths/1`` and both sides
+   send an :class:`Offer`: a random 16-byte secret and the addresses they can be reached at
+   (those they listen on, and those peers observed for them, which behind a NAT is the public
+   mapping). The two secrets make the key that authenticates path probes.
+2. **Punch.** Both sides then probe every direct candidate of the other, several times a second
+   for :data:`PUNCH_SECONDS` (as libp2p's DCUtR does, with the relayed connection as the
+   coordination channel). A probe that leaves through our NAT opens the mapping that the peer's
+   probes need to come in, so on endpoint-independent NATs whose routers filter unsolicited
+   packets, the probes meet. A probe that arrives from an address we did not know adds it as a
+   candidate: it is the peer's mapping as our side sees it.
+3. **Select.** Probe answers are RTT samples and silence is loss; the selector moves traffic to
+   a validated direct path when it is better, back to the relay when the direct path goes
+   silent (within 2 s), and says why. ``auralink-node why TARGET`` prints :meth:`PeerPaths.why`.
+
+Probes are raw datagrams on the node's sockets (first byte ``0x02`` probe, ``0x03`` answer),
+or packets through a relay for relay paths: ``type | tx_id[8] | sender key[32] | mac[16]``,
+where the MAC is HMAC-SHA256 under the connection's probe key, so only the peer can answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+import random
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from auralink.errors import AuralinkError, RemoteProtocolError
+from auralink.identity import AuraID
+from auralink.wire import Address, Buffer, MessageCodec
+from auralink_node.protocols.framing import MessageReader
+from auralink_node.routing import Decision, LearnedSelector, PathContext, PathSelector
+from auralink_node.transport import MeshStream, PeerConnection
+from auralink_node.transport.connection import DatagramSender
+from auralink_node.transport.endpoint import virtual_address
+
+if TYPE_CHECKING:
+    from auralink_node.node import Node
+
+__all__ = ["PATHS_PROTOCOL", "PROBE", "PROBE_ACK", "Offer", "PathManager", "PeerPaths"]
+
+logger = logging.getLogger(__name__)
+
+PATHS_PROTOCOL = "auralink/paths/1"
+"""The stream protocol that exchanges probe secrets and candidate addresses."""
+PROBE, PROBE_ACK = 0x02, 0x03
+"""First bytes of path probes and their answers."""
+PUNCH_SECONDS = 4.0
+"""How long both sides probe every direct candidate after the offers."""
+PUNCH_INTERVAL = 0.1
+"""Seconds between punch rounds."""
+KEEPALIVE_INTERVAL = 0.4
+"""Seconds between probes on the path in use (silence is detected from these)."""
+MAX_CANDIDATES = 16
+"""Most direct candidates per peer."""
+_PROBE_SIZE = 1 + 8 + 32 + 16
+_MAX_PENDING = 256
+
+
+def _encode_addresses(buf: Buffer, addresses: list[Address]) -> None:
+    buf.push_varint(len(addresses))
+    for address in addresses:
+        buf.push_length_prefixed(str(address).encode(), 64, "address")
+
+
+def _decode_addresses(buf: Buffer) -> list[Address]:
+    count = buf.pull_varint()
+    if count > MAX_CANDIDATES:
+        raise RemoteProtocolError(f"{count} candidate addresses; at most {MAX_CANDIDATES}")
+    out = []
+    for _ in range(count):
+        raw = buf.pull_length_prefixed(64, "address")
+        try:
+            out.append(Address.parse(raw.decode("ascii")))
+        except (UnicodeDecodeError, AuralinkError) as exc:
+            raise RemoteProtocolError(f"bad candidate address {raw!r}") from exc
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """A probe secret and the addresses the sender can be reached at."""
+
+    TYPE: ClassVar[int] = 1
+    secret: bytes
+    addresses: list[Address]
+
+    @classmethod
+    def pull(cls, buf: Buffer) -> Self:
+        secret = buf.pull_bytes(16)
+        return cls(secret, _decode_addresses(buf))
+
+    def push(self, buf: Buffer) -> None:
+        buf.push_bytes(self.secret)
+        _encode_addresses(buf, self.addresses[:MAX_CANDIDATES])
+
+
+CODEC = MessageCodec(PATHS_PROTOCOL, [Offer], max_size=2048)
+
+
+def _probe(kind: int, tx_id: bytes, sender: AuraID, key: bytes) -> bytes:
+    body = bytes([kind]) + tx_id + sender.public_key
+    return body + hmac.new(key, body, hashlib.sha256).digest()[:16]
+
+
+class PeerPaths:
+    """The candidate paths of one connection, the selector's state, and the probes in flight."""
+
+    def __init__(self, manager: PathManager, conn: PeerConnection, selector: PathSelector) -> None:
+        assert conn.peer is not None
+        self.manager = manager
+        self.conn = conn
+        self.peer: AuraID = conn.peer
+        self.ctx = PathContext()
+        self.selector = selector
+        self.key: bytes | None = None
+        self.secret = os.urandom(16)
+        self.senders: dict[str, tuple[DatagramSender, Address]] = {}
+        self.pending: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
+        self.decision: Decision | None = None
+        self.punch_until = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_probe: dict[str, float] = {}
+        self._decided = asyncio.Event()
+        now = manager.now()
+        path = self._add(conn.path, conn.sender, conn.remote)
+        self.ctx.start(path, now)
+
+    def _add(self, path: str, sender: DatagramSender, remote: Address) -> str:
+        name = self.ctx.add_path(path, self.manager.now())
+        self.senders.setdefault(name, (sender, remote))
+        return name
+
+    def add_direct(self, address: Address) -> str | None:
+        """Add a direct candidate at ``address`` (if we have a socket for its IP version)."""
+        try:
+            sock = self.manager.node.endpoint._socket_for(address)
+        except AuralinkError:
+            return None
+        if address.port == 0 or sum(1 for p in self.senders if p.startswith("direct:")) >= MAX_CANDIDATES:
+            return None
+        return self._add(f"direct:{address}", sock, address)
+
+    def add_relay(self, sender: DatagramSender) -> str:
+        """Add the relay path that ``sender`` takes."""
+        return self._add(sender.path_name, sender, virtual_address(self.peer))
+
+    # -- probes -----------------------------------------------------------------------------
+    def probe(self, path: str, now: float) -> None:
+        """Send one probe on ``path`` (needs the key from the offers)."""
+        if self.key is None or path not in self.senders:
+            return
+        tx_id = os.urandom(8)
+        self.pending[tx_id] = (path, now)
+        while len(self.pending) > _MAX_PENDING:
+            self.pending.popitem(last=False)
+        sender, remote = self.senders[path]
+        sender.sendto(_probe(PROBE, tx_id, self.manager.node.aura_id, self.key), remote)
+        self._last_probe[path] = now
+        self.ctx.sent(path, now, probe=True)
+
+    def answered(self, tx_id: bytes, now: float) -> None:
+        entry = self.pending.pop(tx_id, None)
+        if entry is None:
+            return
+        path, sent_at = entry
+        if path in self.ctx:
+            self.ctx.observe(path, now, rtt=max(now - sent_at, 1e-6))
+            self.decide(now)
+
+    # -- decisions --------------------------------------------------------------------------
+    def decide(self, now: float) -> None:
+        """Ask the selector, apply its choice, send the probes it wants, and re-arm the timer."""
+        if self.conn.is_closed:
+            return
+        decision = self.selector.select(self.ctx, now)
+        self.decision = decision
+        for path in decision.probes:
+            self.probe(path, now)
+        if decision.path is not None and decision.switched:
+            sender, remote = self.senders[decision.path]
+            self.conn.set_path(sender, remote)
+            logger.info("%s: %s -> %s (%s)", self.peer.short(), decision.previous, decision.path, decision.reason.value)
+        current = self.ctx.current
+        if current is not None and now - self._last_probe.get(current, -1e9) >= KEEPALIVE_INTERVAL:
+            self.probe(current, now)  # keep measuring the path in use: its silence is the failover signal
+        self._schedule(min(decision.next_timer, now + KEEPALIVE_INTERVAL))
+        decided, self._decided = self._decided, asyncio.Event()
+        decided.set()
+
+    async def wait_for_path(self, prefix: str, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until the connection's path starts with ``prefix``."""
+        async with asyncio.timeout(timeout):
+            while not self.conn.path.startswith(prefix):
+                await self._decided.wait()
+
+    def _schedule(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(loop.time() + max(0.0, at - self.manager.now()), self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        now = self.manager.now()
+        if now < self.punch_until:
+            for path in self.senders:
+                if path.startswith("direct:") and self.ctx.estimate(path, now).samples == 0:
+                    self.probe(path, now)
+            self.decide(now)
+            self._schedule(min(now + PUNCH_INTERVAL, self.punch_until))
+            return
+        self.decide(now)
+
+    def close(self) -> None:
+        """Stop probing (the connection ended)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def why(self) -> dict[str, Any]:
+        """The current path, the candidates with their scores, and the switches so far."""
+        decision = self.decision or self.selector.select(self.ctx, self.manager.now())
+        return {
+            "peer": str(self.peer),
+            "path": self.conn.path,
+            "relayed": self.conn.is_relayed,
+            "decision": decision.to_dict(),
+            "history": [
+                {"at": s.at, "from": s.previous, "to": s.path, "reason": s.reason.value, "detail": s.detail}
+                for s in self.ctx.history
+            ],
+        }
+
+
+class PathManager:
+    """The :class:`PeerPaths` of every connection of one node, and the probe socket handler."""
+
+    def __init__(self, node: Node, *, seed: int | None = None, clock: Any = time.monotonic) -> None:
+        self.node = node
+        self.now = clock
+        self._rng = random.Random(seed)
+        self.peers: dict[AuraID, PeerPaths] = {}
+        node.endpoint.on_raw_datagram((PROBE, PROBE_ACK), self._datagram)
+
+    def connection_ready(self, conn: PeerConnection) -> None:
+        """Start managing the paths of a new connection (the dialler also starts the offers)."""
+        assert conn.peer is not None
+        old = self.peers.pop(conn.peer, None)
+        if old is not None:
+            old.close()
+        paths = PeerPaths(self, conn, LearnedSelector(random.Random(self._rng.random())))
+        self.peers[conn.peer] = paths
+        if conn.is_client:
+            self.node.spawn_background(self._offer(paths, initiator=True))
+
+    def connection_closed(self, conn: PeerConnection) -> None:
+        """Forget a connection's paths."""
+        if conn.peer is not None and (paths := self.peers.get(conn.peer)) is not None and paths.conn is conn:
+            paths.close()
+            del self.peers[conn.peer]
+
+    async def serve(self, stream: MeshStream) -> None:
+        """The ``auralink/paths/1`` handler (the side that accepted the connection)."""
+        assert stream.peer is not None
+        paths = self.peers.get(stream.peer)
+        if paths is None or paths.conn is not stream.connection:
+            stream.reset()
+            return
+        await self._exchange(paths, stream, initiator=False)
+
+    async def _offer(self, paths: PeerPaths, *, initiator: bool) -> None:
+        stream = await paths.conn.open_stream(PATHS_PROTOCOL)
+        await self._exchange(paths, stream, initiator=initiator)
+
+    async def _exchange(self, paths: PeerPaths, stream: MeshStream, *, initiator: bool) -> None:
+        node = self.node
+        ours = [*node.advertised_addresses(), *(a for a, _ in node.observed.most_common(4))]
+        stream.write(CODEC.encode(Offer(paths.secret, list(dict.fromkeys(ours))[:MAX_CANDIDATES])))
+        reader = MessageReader(stream, CODEC)
+        async with asyncio.timeout(10.0):
+            offer = await reader.expect(Offer)
+        stream.write_eof()
+        first, second = (paths.secret, offer.secret) if initiator else (offer.secret, paths.secret)
+        paths.key = hashlib.sha256(b"auralink-paths-v1" + first + second).digest()
+        for address in offer.addresses:
+            paths.add_direct(address)
+        record = node.book.node(paths.peer, node.wall_clock())
+        for relay in record.relays if record is not None else ():  # the peer's relays we hold a session on
+            link = node.relay_links.get(relay.aura_id)
+            if link is not None and link.is_ready:
+                paths.add_relay(link.path_to(paths.peer))
+        now = self.now()
+        paths.punch_until = now + PUNCH_SECONDS
+        paths._tick()
+
+    # -- probes on the wire -------------------------------------------------------------------
+    def _datagram(self, data: bytes, addr: Address, via: DatagramSender) -> None:
+        if len(data) != _PROBE_SIZE:
+            return
+        kind, tx_id, sender = data[0], data[1:9], data[9:41]
+        try:
+            peer = AuraID(sender)
+        except AuralinkError:
+            return
+        paths = self.peers.get(peer)
+        if paths is None or paths.key is None:
+            return
+        if not hmac.compare_digest(_probe(kind, tx_id, peer, paths.key), data):
+            return
+        now = self.now()
+        if kind == PROBE:
+            via.sendto(_probe(PROBE_ACK, tx_id, self.node.aura_id, paths.key), addr)
+            if via.path_name == "direct" and f"direct:{addr}" not in paths.senders:
+                path = paths.add_direct(addr)  # the peer's mapping, as we see it: probe it back
+                if path is not None:
+                    paths.probe(path, now)
+        else:
+            paths.answered(tx_id, now)
+
+    def why(self, peer: AuraID) -> dict[str, Any] | None:
+        """What :meth:`PeerPaths.why` says for ``peer``, if connected."""
+        paths = self.peers.get(peer)
+        return None if paths is None else paths.why()
