@@ -46,7 +46,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kademlia.crawling import NodeSpiderCrawl
 from kademlia.node import Node as KademliaNode
 
 from auralink.errors import AuralinkError, IdentityError, ResolveFailed
@@ -55,6 +54,7 @@ from auralink.identity.records import MAX_ROTATION_CHAIN, Record, handle_dht_key
 from auralink.mesh.resolution import Resolution, ResolveSource
 from auralink.wire import Address
 from auralink_node.dht import DHTConfig, DHTServer, PublishFailed
+from auralink_node.dht.server import ClosestNodesCrawl
 from auralink_node.transport.connection import DatagramSender
 
 if TYPE_CHECKING:
@@ -295,9 +295,9 @@ class Discovery:
         targets = [t for t in targets if t not in ours]
         found = [n for n in await asyncio.gather(*(self.dht.bootstrap_node(t) for t in targets)) if n is not None]
         answered = [str(Address(n.ip, n.port)) for n in found]
-        if found:
-            spider = NodeSpiderCrawl(self.dht.protocol, self.dht.node, found, self.dht.ksize, self.dht.alpha)
-            await spider.find()
+        if found and self.dht.protocol is not None:
+            crawl = ClosestNodesCrawl(self.dht.protocol, self.dht.node, found, self.dht.ksize, self.dht.alpha)
+            await crawl.find()
             self.joined = list(dict.fromkeys([*self.joined, *answered]))
         if save:
             self.save_contacts()

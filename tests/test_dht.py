@@ -9,6 +9,7 @@ batch of datagrams proves the batch was processed (UDP on loopback keeps order).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import inspect
 import random
@@ -21,19 +22,33 @@ import pytest
 import umsgpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kademlia.crawling import ValueSpiderCrawl
+from kademlia.crawling import NodeSpiderCrawl, ValueSpiderCrawl
 from kademlia.network import Server
 from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
 from kademlia.routing import KBucket, RoutingTable
 from kademlia.storage import ForgetfulStorage
 
-from auralink.errors import AuralinkError, HandleTaken, RemoteProtocolError, SignatureError, StaleRecord
+from auralink.errors import (
+    AuralinkError,
+    HandleTaken,
+    LocalProtocolError,
+    RemoteProtocolError,
+    SignatureError,
+    StaleRecord,
+)
 from auralink.identity import HandleClaim, Identity, NodeRecord, Record
 from auralink.wire.address import Address
 from auralink_node import dht
 from auralink_node.dht import DHTConfig, DHTServer, PublishFailed, RateLimit, RecordStorage, UnsafeOperation
-from auralink_node.dht.server import ALLOWED_RPCS, AuraKademliaProtocol, CompleteRoutingTable, RecordSpiderCrawl
+from auralink_node.dht.core import Lookup, PeerState, RttEstimator
+from auralink_node.dht.server import (
+    ALLOWED_RPCS,
+    AuraKademliaProtocol,
+    ClosestNodesCrawl,
+    CompleteRoutingTable,
+    RecordSpiderCrawl,
+)
 
 T0 = 1_700_000_000
 ALICE, BOB, CAROL, MALLORY = (Identity.from_seed(bytes([i]) * 32) for i in range(11, 15))
@@ -229,8 +244,10 @@ async def test_records_still_resolve_after_a_third_of_the_nodes_stop() -> None:
 # -- defect 1: double-hashed replication ----------------------------------------------------------
 
 
-def replication_targets(welcome: Callable[[KademliaProtocol, Node], None], protocol: KademliaProtocol) -> list[bytes]:
-    """Which keys ``welcome`` sends to a node that joins right next to the record's key."""
+def replication_targets(
+    welcome: Callable[[KademliaProtocol, Node], None], protocol: KademliaProtocol, newcomer: Node | None = None
+) -> list[bytes]:
+    """Which keys ``welcome`` sends to ``newcomer`` (by default, a node right next to Alice's record's key)."""
     sent: list[bytes] = []
 
     def call_store(node: Node, key: bytes, value: bytes) -> Coroutine[Any, Any, None]:
@@ -238,8 +255,7 @@ def replication_targets(welcome: Callable[[KademliaProtocol, Node], None], proto
         return asyncio.sleep(0)
 
     protocol.call_store = call_store
-    key = node_record().dht_key()
-    welcome(protocol, Node(xor_id(key, 1), "127.0.0.1", 9))
+    welcome(protocol, newcomer or Node(xor_id(node_record().dht_key(), 1), "127.0.0.1", 9))
     return sent
 
 
@@ -264,6 +280,41 @@ async def test_replication_to_a_joining_node_uses_the_key_itself() -> None:
     ours = holding(AuraKademliaProtocol)
     assert replication_targets(AuraKademliaProtocol.welcome_if_new, ours) == [key]
     await ours.drain()
+
+
+def test_welcoming_a_new_node_sends_what_the_section_2_5_rule_says_for_every_table() -> None:
+    """The fast evaluation in ``welcome_if_new`` agrees with the rule as kademlia writes it (fix 1 applied)."""
+    rng = random.Random(25)
+    records = [node_record(Identity.from_seed(bytes([40 + i]) * 32)) for i in range(12)]
+    outcomes: Counter[bool] = Counter()
+    for _ in range(60):
+        clock = FakeClock()
+        storage = RecordStorage(clock)
+        for record in records:
+            storage.accept(record.dht_key(), record.encode())
+        anchor = rng.choice(records).dht_key()
+
+        def near(bits: int, anchor: bytes = anchor) -> bytes:
+            return xor_id(anchor, rng.getrandbits(bits))
+
+        protocol = AuraKademliaProtocol(
+            Node(near(rng.choice([4, 40, 160]))), storage, 4, config=FAST, clock=clock, report=lambda p, r: None
+        )
+        protocol.spawn = lambda coro: coro.close()  # type: ignore[method-assign]  # pings of full buckets
+        for _ in range(rng.randrange(40)):
+            protocol.router.add_contact(Node(near(rng.choice([8, 40, 160])), "127.0.0.1", 9))
+        newcomer = Node(near(rng.choice([6, 40, 160])), "127.0.0.1", 10)
+        expected = []
+        for key, _ in storage:
+            neighbors = protocol.router.find_neighbors(Node(key))
+            if not neighbors or (
+                newcomer.distance_to(Node(key)) < neighbors[-1].distance_to(Node(key))
+                and protocol.source_node.distance_to(Node(key)) < neighbors[0].distance_to(Node(key))
+            ):
+                expected.append(key)
+        assert replication_targets(AuraKademliaProtocol.welcome_if_new, protocol, newcomer) == expected
+        outcomes[bool(expected)] += 1
+    assert outcomes[True] >= 5 and outcomes[False] >= 5  # both branches were exercised
 
 
 async def test_a_node_joining_next_to_a_key_receives_it_over_the_network() -> None:
@@ -356,14 +407,39 @@ async def test_set_counts_acceptances_and_a_store_every_peer_refused_is_not_succ
 
 
 class FakeProtocol:
-    """Just enough protocol for a lookup whose answers a test supplies."""
+    """Just enough protocol for a lookup whose answers a test supplies: every query is answered at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, responses: dict[bytes, tuple[bool, object]] | None = None) -> None:
+        self.source_node = Node(node_id(999))
+        self.rtt = RttEstimator(floor=0.05, ceiling=1.0)
+        self.responses = responses or {}
+        self.asked: list[Node] = []
         self.stored: list[tuple[Node, bytes]] = []
+        self.background: list[Coroutine[Any, Any, object]] = []
+
+    def query(self, peer: Node, method: str, key: bytes) -> asyncio.Future[tuple[bool, object]]:
+        self.asked.append(peer)
+        future: asyncio.Future[tuple[bool, object]] = asyncio.get_running_loop().create_future()
+        future.set_result(self.responses.get(peer.id, (False, None)))
+        return future
 
     async def call_store(self, peer: Node, key: bytes, value: bytes) -> tuple[bool, bool]:
         self.stored.append((peer, value))
         return (True, True)
+
+    async def call_find_node(self, peer: Node, node: Node) -> tuple[bool, object]:
+        """kademlia's crawls call this; ours call :meth:`query`."""
+        return await self.query(peer, "find_node", node.id)
+
+    async def call_find_value(self, peer: Node, node: Node) -> tuple[bool, object]:
+        return await self.query(peer, "find_value", node.id)
+
+    def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        self.background.append(coro)
+
+    async def drain(self) -> None:
+        for coro in self.background:
+            await coro
 
 
 def answers(values: list[object]) -> tuple[list[Node], dict[bytes, tuple[bool, object]]]:
@@ -379,7 +455,7 @@ async def test_get_ignores_a_list_value_that_crashes_kademlia() -> None:
         await stock._nodes_found(responses)
     reports: list[tuple[Peer, str]] = []
     ours = RecordSpiderCrawl(
-        FakeProtocol(),  # type: ignore[arg-type]
+        FakeProtocol(responses),  # type: ignore[arg-type]
         Node(key),
         peers,
         20,
@@ -388,7 +464,7 @@ async def test_get_ignores_a_list_value_that_crashes_kademlia() -> None:
         report=lambda p, r: reports.append((p, r)),
         quorum=1,
     )
-    assert await ours._nodes_found(responses) == node_record()
+    assert await ours.find() == node_record()
     assert reports == [(("127.0.0.1", 7000), "invalid-value:RemoteProtocolError")]
 
 
@@ -398,20 +474,21 @@ async def test_get_returns_the_highest_seq_not_the_most_common_value() -> None:
     peers, responses = answers([old, old, new, forged_record().encode()])
     stock = ValueSpiderCrawl(FakeProtocol(), Node(key), peers, 20, 3)
     assert await stock._nodes_found(dict(list(responses.items())[:3])) == old  # kademlia: the majority wins
-    protocol = FakeProtocol()
+    protocol = FakeProtocol(responses)
     reports: list[tuple[Peer, str]] = []
     ours = RecordSpiderCrawl(
         protocol,  # type: ignore[arg-type]
         Node(key),
         peers,
         20,
-        3,
+        4,  # all four asked at once, so the quorum of 3 valid answers comes from all of them
         clock=FakeClock(),
         report=lambda p, r: reports.append((p, r)),
         quorum=3,
     )
-    assert await ours._nodes_found(responses) == node_record(seq=2)
+    assert await ours.find() == node_record(seq=2)
     # The stale replicas are repaired.
+    await protocol.drain()
     assert sorted(peer.port for peer, value in protocol.stored if value == new) == [7000, 7001]
     assert reports == [(("127.0.0.1", 7003), "invalid-value:SignatureError")]
 
@@ -428,6 +505,7 @@ async def test_get_over_a_network_with_poisoned_and_stale_replicas() -> None:
             assert await nodes[0].bootstrap([nodes[1].address])
             assert await nodes[0].get_record(key) == node_record(seq=2)
             assert nodes[0].misbehaviour == {address_of(poisoner): 1}
+            await drain(nodes)
             assert stale.storage.get(key) == node_record(seq=2).encode()  # repaired
             assert await nodes[3].get_record(key) == node_record(seq=2)
 
@@ -454,15 +532,49 @@ async def test_poisoned_stores_are_rejected_and_counted_while_the_node_keeps_ser
             for what, (k, value) in attempts.items():
                 assert await attacker.protocol.store(target.address, me, k, value) == (True, False), what
             assert target.misbehaviour[address_of(attacker)] == len(attempts)
+            # The node still serves the same peer's valid requests, reads and writes alike.
+            answer = await attacker.protocol.find_value(target.address, me, key)
+            assert answer == (True, {"value": node_record(seq=2).encode()})
+            assert await attacker.protocol.store(target.address, me, key, node_record(seq=3).encode()) == (True, True)
+            assert target.misbehaviour[address_of(attacker)] == len(attempts)
         assert target.reasons == {
             f"rejected-store:{SignatureError.__name__}": 1,  # forged
             f"rejected-store:{StaleRecord.__name__}": 1,  # stale
             f"rejected-store:{RemoteProtocolError.__name__}": 3,  # oversized, list, wrong key
             f"rejected-store:{HandleTaken.__name__}": 1,  # handle taken
         }
-        assert target.storage.record(key) == node_record(seq=2)
+        assert target.storage.record(key) == node_record(seq=3)
         assert await nodes[2].get_record(claim().dht_key()) == claim()
-        assert await nodes[2].get_record(key) == node_record(seq=2)
+        assert await nodes[2].get_record(key) == node_record(seq=3)
+
+
+async def test_poisoned_values_in_replies_are_ignored_and_counted_against_the_peer_that_served_them() -> None:
+    config = DHTConfig(ksize=20, rpc_timeout=0.3, value_quorum=20)
+    key = ALICE.aura_id.dht_key()
+    poisons: dict[str, object] = {
+        "forged": forged_record().encode(),
+        "oversized": b"\x01" * 1500,
+        "list": [1, 2, 3],
+        "wrong key": node_record(BOB).encode(),
+    }
+    async with network(3, config=config) as nodes, contextlib.AsyncExitStack() as stack:
+        nodes[1].storage.accept(key, node_record().encode())
+        poisoners = {}
+        for seed, (what, value) in enumerate(poisons.items()):
+            poisoner = await stack.enter_async_context(stock_node(10 + seed, nodes[1].address))
+            poisoner.storage[key] = value
+            poisoners[what] = address_of(poisoner)
+        asker = nodes[0]
+        assert await asker.bootstrap([nodes[1].address])
+        assert await asker.get_record(key) == node_record()
+        assert asker.misbehaviour == {address: 1 for address in poisoners.values()}
+        assert asker.reasons == {
+            f"invalid-value:{SignatureError.__name__}": 1,  # forged
+            f"invalid-value:{RemoteProtocolError.__name__}": 3,  # oversized, list, wrong key
+        }
+        assert await asker.get_record(claim().dht_key()) is None  # still looks things up
+        await asker.put(claim())
+        assert await nodes[2].get_record(claim().dht_key()) == claim()
 
 
 # -- defect 5: unsafe RPC handling ----------------------------------------------------------------
@@ -629,6 +741,188 @@ async def test_refresh_republishes_records_unchanged_for_an_hour() -> None:
         clock.now += 3600
         await nodes[5].refresh()
         assert sum(key in node.storage for node in nodes) >= FAST.ksize
+
+
+# -- defect 8: lookups stalled on dead contacts ----------------------------------------------------
+
+
+def ranked(target: bytes, count: int, first: int = 300) -> list[Node]:
+    """``count`` contacts, closest to ``target`` first."""
+    peers = [Node(node_id(first + i), "127.0.0.1", 7300 + i) for i in range(count)]
+    return sorted(peers, key=Node(target).distance_to)
+
+
+def test_the_rto_follows_rfc_6298_within_its_clamps() -> None:
+    rtt = RttEstimator(floor=0.05, ceiling=1.0)
+    assert rtt.rto == 1.0  # before any sample, like RFC 6298's initial 1 s
+    rtt.sample(0.2)  # section 2.2: SRTT = R, RTTVAR = R/2
+    assert (rtt.srtt, rtt.rttvar, rtt.rto) == pytest.approx((0.2, 0.1, 0.6))
+    rtt.sample(0.1)  # section 2.3: RTTVAR = 3/4 * 0.1 + 1/4 * |0.2 - 0.1|, SRTT = 7/8 * 0.2 + 1/8 * 0.1
+    assert (rtt.srtt, rtt.rttvar, rtt.rto) == pytest.approx((0.1875, 0.1, 0.5875))
+    for _ in range(200):
+        rtt.sample(0.001)  # loopback: srtt + 4 * rttvar is about 1 ms
+    assert rtt.rto == 0.05
+    rtt.sample(30.0)
+    assert rtt.rto == 1.0
+    with pytest.raises(LocalProtocolError):
+        RttEstimator(floor=0.0, ceiling=1.0)
+
+
+def test_a_lookup_keeps_alpha_queries_active_and_asks_the_next_peer_when_one_replies() -> None:
+    target = node_id(77)
+    peers = ranked(target, 8)
+    lookup = Lookup(target, peers[3:], ksize=4, alpha=3, max_queries=32)
+    assert lookup.queries_due(0.0, 0.5) == peers[3:6]  # the three closest known
+    assert lookup.queries_due(0.0, 0.5) == []
+    lookup.replied(peers[3].id, [peers[0]])  # a reply names a closer peer...
+    assert lookup.queries_due(0.001, 0.5) == [peers[0]]  # ...asked at once, while two queries are still out
+    assert lookup.active(0.001) == 3
+    assert lookup.state(peers[4].id) is PeerState.WAITING
+
+
+def test_a_query_past_its_patience_frees_its_slot_and_a_late_reply_still_counts() -> None:
+    target = node_id(78)
+    peers = ranked(target, 6)
+    lookup = Lookup(target, peers[1:], ksize=3, alpha=2, max_queries=32)
+    assert lookup.queries_due(0.0, 0.25) == peers[1:3]
+    assert lookup.next_deadline(0.0) == 0.25
+    assert lookup.queries_due(0.2, 0.25) == []
+    assert lookup.queries_due(0.25, 0.25) == peers[3:5]  # both slow: two more peers asked
+    lookup.replied(peers[1].id, [peers[0]])  # the slow peer answers after all, naming a closer one
+    assert lookup.state(peers[1].id) is PeerState.REPLIED
+    lookup.replied(peers[3].id)
+    assert lookup.queries_due(0.3, 0.25) == [peers[0]]
+
+
+def test_a_lookup_finishes_once_the_k_closest_live_peers_replied_without_waiting_for_a_silent_one() -> None:
+    target = node_id(79)
+    peers = ranked(target, 5)
+    lookup = Lookup(target, peers, ksize=3, alpha=3, max_queries=32)
+    assert lookup.queries_due(0.0, 0.1) == peers[:3]
+    lookup.replied(peers[1].id)
+    lookup.replied(peers[2].id)
+    assert not lookup.finished(0.05)  # the closest peer may still answer
+    assert lookup.queries_due(0.05, 0.1) == []
+    assert lookup.queries_due(0.1, 0.1) == [peers[3]]  # it is slow now: the next one takes its place
+    lookup.replied(peers[3].id)
+    assert lookup.finished(0.1)
+    assert lookup.closest() == peers[1:4]
+    lookup.replied(peers[0].id)  # a late answer still counts
+    assert lookup.closest() == peers[:3]
+
+
+def test_a_lookup_sends_at_most_its_query_budget() -> None:
+    target = node_id(80)
+    lookup = Lookup(target, ranked(target, 3), ksize=20, alpha=3, max_queries=5)
+    fresh = iter(range(1000, 2000))
+    for step in range(100):  # every reply names three new peers: only the budget ends this lookup
+        now = step * 0.001
+        for peer in lookup.queries_due(now, 1.0):
+            lookup.replied(peer.id, [Node(node_id(next(fresh)), "127.0.0.1", 9) for _ in range(3)])
+        if lookup.finished(now):
+            break
+    assert lookup.queried == 5
+    assert lookup.finished(now)
+    with pytest.raises(LocalProtocolError):
+        Lookup(target, [], ksize=20, alpha=0, max_queries=5)
+
+
+async def test_a_peer_that_failed_is_neither_asked_again_nor_returned_when_others_name_it() -> None:
+    target = Node(node_id(81))
+    dead, *live = ranked(target.id, 4)
+    naming_dead = (True, [[dead.id, dead.ip, dead.port]])
+    responses: dict[bytes, tuple[bool, object]] = {peer.id: naming_dead for peer in live}
+    # kademlia's NodeHeap takes the dead peer back as "contacted", so the crawl returns it.
+    stock = await NodeSpiderCrawl(FakeProtocol(responses), target, [dead, *live], 20, 3).find()
+    assert dead.id in [peer.id for peer in stock]
+    protocol = FakeProtocol(responses)
+    ours = await ClosestNodesCrawl(protocol, target, [dead, *live], 20, 3).find()  # type: ignore[arg-type]
+    assert ours == live
+    assert [peer.id for peer in protocol.asked].count(dead.id) == 1
+
+
+class SilentPeers(FakeProtocol):
+    """Peers in ``dead`` never answer: their RPCs fail after ``timeout`` seconds, like a real RPC timeout."""
+
+    def __init__(self, responses: dict[bytes, tuple[bool, object]], dead: list[Node], timeout: float) -> None:
+        super().__init__(responses)
+        self.dead = {peer.id for peer in dead}
+        self.timeout = timeout
+        self.unanswered: list[asyncio.Future[tuple[bool, object]]] = []
+        self.rtt.sample(0.001)  # replies have been fast: a query is slow after the 50 ms floor
+
+    def query(self, peer: Node, method: str, key: bytes) -> asyncio.Future[tuple[bool, object]]:
+        if peer.id not in self.dead:
+            return super().query(peer, method, key)
+        self.asked.append(peer)
+        future: asyncio.Future[tuple[bool, object]] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(self.timeout, future.set_result, (False, None))
+        self.unanswered.append(future)
+        return future
+
+
+async def test_a_value_lookup_moves_past_dead_peers_instead_of_waiting_for_the_whole_round() -> None:
+    key = node_record().dht_key()
+    peers = ranked(key, 5)
+    dead, live = peers[:3], peers[3:]  # the three closest, asked first, are dead
+    responses: dict[bytes, tuple[bool, object]] = {peer.id: (True, {"value": node_record().encode()}) for peer in live}
+
+    def crawl(protocol: SilentPeers, quorum: int) -> RecordSpiderCrawl:
+        return RecordSpiderCrawl(
+            protocol,  # type: ignore[arg-type]
+            Node(key),
+            peers,
+            20,
+            3,
+            clock=FakeClock(),
+            report=lambda p, r: None,
+            quorum=quorum,
+        )
+
+    ours = SilentPeers(responses, dead, timeout=1.0)
+    assert await crawl(ours, 2).find() == node_record()
+    assert not any(future.done() for future in ours.unanswered)  # returned while the dead were still out
+    assert len(ours.asked) == 5
+    # kademlia awaits every query of a round (asyncio.gather) before it asks anyone else.
+    stock = SilentPeers(responses, dead, timeout=0.2)
+    assert await ValueSpiderCrawl(stock, Node(key), peers, 20, 3).find() == node_record().encode()
+    assert all(future.done() for future in stock.unanswered)
+
+
+async def test_a_contact_that_never_answers_a_query_leaves_the_routing_table() -> None:
+    clock = FakeClock()
+    config = DHTConfig(ksize=4, rpc_timeout=0.05)
+    protocol = AuraKademliaProtocol(
+        Node(node_id(1)), RecordStorage(clock), 4, config=config, clock=clock, report=lambda p, r: None
+    )
+
+    class Transport:
+        def sendto(self, data: bytes, addr: Peer) -> None:
+            pass
+
+        def is_closing(self) -> bool:
+            return False
+
+    protocol.connection_made(Transport())
+    silent = Node(node_id(2), "127.0.0.1", 9)
+    protocol.router.add_contact(silent)
+    future = protocol.query(silent, "find_node", node_id(3))  # nobody awaits it: the lookup moved on
+    assert protocol.rpcs_sent == {"find_node": 1}
+    assert await future == (False, None)
+    assert protocol.router.find_neighbors(Node(node_id(3))) == []
+    assert protocol.rpcs_unanswered == {"find_node": 1}
+
+
+async def test_answered_rpcs_feed_the_rto_and_lookups_count_their_rpcs() -> None:
+    async with network(8) as nodes:
+        asker = nodes[3]
+        assert asker.protocol is not None
+        assert await nodes[1].put(node_record()) >= 1
+        sent = asker.protocol.rpcs_sent["find_value"]
+        assert await asker.get_record(ALICE.aura_id.dht_key()) == node_record()
+        assert 1 <= asker.protocol.rpcs_sent["find_value"] - sent <= 8
+        assert asker.protocol.rtt.srtt is not None
+        assert FAST.min_rto <= asker.protocol.rtt.rto < FAST.rpc_timeout
 
 
 # -- defects 6 and 7: pickle state and defaults -----------------------------------------------------

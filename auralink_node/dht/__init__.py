@@ -4,10 +4,11 @@ Theory of operation
 -------------------
 The DHT maps a 20-byte key (``record.dht_key()``: the hash of an AuraID's public key, of a
 normalised handle, or of a rotated key) to the one encoded record that is valid and newest for
-it. It is the ``kademlia`` package (2.2.3) with its protocol, routing table, lookups and storage
-replaced by subclasses in :mod:`auralink_node.dht.server`, which fix the defects listed in issue 4,
-and a validating store in :mod:`auralink_node.dht.core` that applies the
-:class:`~auralink.identity.book.RecordBook` rules. Peers that send invalid records or garbage are
+it. It is the ``kademlia`` package (2.2.3) with its protocol and routing table replaced by
+subclasses and its lookups by our own, in :mod:`auralink_node.dht.server`, which fix the defects
+listed in issue 4; :mod:`auralink_node.dht.core` holds the sans-I/O parts: a validating store that
+applies the :class:`~auralink.identity.book.RecordBook` rules, the per-peer rate limit, the RTT
+estimator and the lookup state machine. Peers that send invalid records or garbage are
 counted in :attr:`DHTServer.misbehaviour`, never raised into the caller.
 
 ```python
