@@ -45,7 +45,9 @@ class NatLab:
     router_b: Host
     host_a: Host
     host_b: Host
+    relay2: Host | None = None
     relay_ip: str = RELAY_IP
+    relay2_ip: str = "10.4.0.2"
     public_a: str = "10.2.0.2"
     public_b: str = "10.3.0.2"
     private_a: str = "192.168.1.2"
@@ -78,9 +80,13 @@ table inet filter {{
     router.run("nft", "-f", "-", input=rules, timeout=10)
 
 
-def nat_lab(lab: Lab, kind: Literal["easy", "symmetric"] = "easy") -> NatLab:
-    """Build the lab in ``lab`` (see the module docstring); skips the test if nft is missing."""
+def nat_lab(lab: Lab, kind: Literal["easy", "symmetric"] = "easy", *, second_relay: bool = False) -> NatLab:
+    """Build the lab in ``lab`` (see the module docstring), with a second relay at 10.4.0.2 if asked."""
     core, relay = lab.host("core"), lab.host("relay")
+    relay2 = lab.host("relay2") if second_relay else None
+    if relay2 is not None:
+        lab.link(core, relay2, "10.4.0.0/24")
+        relay2.ip("route", "add", "default", "via", "10.4.0.1")
     router_a, router_b = lab.host("ra"), lab.host("rb")
     host_a, host_b = lab.host("ha"), lab.host("hb")
     lab.link(core, relay, "10.1.0.0/24")
@@ -96,17 +102,17 @@ def nat_lab(lab: Lab, kind: Literal["easy", "symmetric"] = "easy") -> NatLab:
         router.run("sysctl", "-qw", "net.ipv4.ip_forward=1", timeout=10)
     _nat(router_a, up_a.b_dev, "192.168.1.0/24", kind)
     _nat(router_b, up_b.b_dev, "192.168.2.0/24", kind)
-    return NatLab(lab, core, relay, router_a, router_b, host_a, host_b)
+    return NatLab(lab, core, relay, router_a, router_b, host_a, host_b, relay2)
 
 
 def blackhole(router: Host, peer_ip: str) -> None:
-    """Drop every UDP packet the router forwards to or from ``peer_ip`` (the direct path dies)."""
+    """Drop every packet the router forwards to or from ``peer_ip`` (the direct path dies; relays live)."""
     rules = f"""
 table inet blackhole {{
     chain forward {{
         type filter hook forward priority -10; policy accept;
-        ip daddr {peer_ip} udp dport != 0 ip saddr != {RELAY_IP} drop
-        ip saddr {peer_ip} udp sport != 0 ip daddr != {RELAY_IP} drop
+        ip daddr {peer_ip} drop
+        ip saddr {peer_ip} drop
     }}
 }}
 """
