@@ -28,6 +28,20 @@ AuralinkError
 │       ├── WrongPassphrase          the passphrase does not open the sealed key
 │       └── KeystoreExists           refusing to overwrite an existing identity
 ├── ConfigError                 a config file, environment variable or flag is invalid
+│   └── SealedKeyError          a sealed BYOK API key does not open with this sealing key
+├── ProviderError               a BYOK cloud or local AI provider could not serve a call
+│   ├── ProviderUnavailable     no usable answer: unreachable, reset, 5xx, or the circuit is open
+│   │   ├── ProviderTimeout     no answer within the call's timeout
+│   │   ├── CircuitOpen         not called: its breaker is open after repeated failures
+│   │   └── AllProvidersFailed  every provider in a fallback chain failed (``reasons`` says how)
+│   ├── RateLimited             HTTP 429; ``retry_after`` says when to try again, if the provider said
+│   ├── ProviderQuotaExhausted  the provider account is out of credit (the provider's limit, not ours)
+│   ├── ProviderAuthFailed      the provider refused the tenant's API key
+│   ├── ProviderRejected        the provider refused this request (another 4xx)
+│   ├── ProviderProtocolError   a response that breaks the provider's wire format (also a RemoteProtocolError)
+│   ├── QuotaExceeded           the tenant reached a plan limit of its own BYOK config
+│   ├── ProviderNotConfigured   the tenant has no provider for the capability (or is unknown)
+│   └── ProviderStoreError      the provider database (tenant configs, usage) cannot be used
 └── ConnectionError_            a connection or stream to a peer ended or could not start
     ├── ConnectionClosed        closed on purpose, by this side or cleanly by the peer
     └── ConnectionBroken        broken by the network or by a peer that misbehaved
@@ -72,13 +86,27 @@ __all__ = [
     "KeystorePermissionError",
     "LocalProtocolError",
     "PeerIdentityMismatch",
+    "AllProvidersFailed",
+    "CircuitOpen",
     "ProtocolNotSupported",
+    "ProviderAuthFailed",
+    "ProviderError",
+    "ProviderNotConfigured",
+    "ProviderProtocolError",
+    "ProviderQuotaExhausted",
+    "ProviderRejected",
+    "ProviderStoreError",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "QuotaExceeded",
+    "RateLimited",
     "RecordExpired",
     "RecordFromFuture",
     "RecordLifetimeTooLong",
     "RecordTooLarge",
     "RemoteProtocolError",
     "ResolveFailed",
+    "SealedKeyError",
     "SignatureError",
     "StaleRecord",
     "StreamReset",
@@ -237,6 +265,117 @@ class ConfigError(AuralinkError, ValueError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class SealedKeyError(ConfigError):
+    """A sealed BYOK API key does not open: another sealing key, or the sealed bytes were altered."""
+
+
+# -- AI providers (auralink.agents.providers) -------------------------------------------------
+
+
+class ProviderError(AuralinkError):
+    """A BYOK cloud or local AI provider (chat, speech to text, text to speech) could not serve a call."""
+
+    def __init__(self, message: str, provider: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.provider = provider
+        """The provider's name in the tenant's config (``openai``, ``azure``...), if one is concerned."""
+        self.status = status
+        """The HTTP status the provider answered with, if it answered."""
+
+
+class ProviderUnavailable(ProviderError):
+    """No usable answer: the provider was unreachable, broke the connection, answered 5xx, or was skipped."""
+
+
+class ProviderTimeout(ProviderUnavailable):
+    """The provider did not answer within the call's timeout."""
+
+
+class CircuitOpen(ProviderUnavailable):
+    """The provider was not called: its circuit breaker is open after repeated failures (or a Retry-After)."""
+
+    def __init__(self, message: str, provider: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, provider)
+        self.retry_after = retry_after
+        """Seconds until the breaker lets a probe call through."""
+
+
+class AllProvidersFailed(ProviderUnavailable):
+    """Every provider in a fallback chain failed or was skipped; ``reasons`` has one line per provider."""
+
+    def __init__(
+        self, message: str, capability: str, reasons: tuple[str, ...] = (), retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.capability = capability
+        """``chat``, ``stt`` or ``tts``."""
+        self.reasons = reasons
+        """Why each provider of the chain was not used, in chain order."""
+        self.retry_after = retry_after
+        """Seconds until the earliest provider that asked for a pause (429, open circuit) may be tried again."""
+
+
+class RateLimited(ProviderError):
+    """The provider answered HTTP 429 Too Many Requests."""
+
+    def __init__(
+        self, message: str, provider: str | None = None, status: int | None = 429, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, provider, status)
+        self.retry_after = retry_after
+        """Seconds to wait, from the provider's ``Retry-After`` header; None if it did not say."""
+
+
+class ProviderQuotaExhausted(ProviderError):
+    """The provider says the tenant's account is out of credit or quota; add credit or use another provider."""
+
+
+class ProviderAuthFailed(ProviderError):
+    """The provider refused the tenant's API key (missing, wrong, revoked, or for another region)."""
+
+
+class ProviderRejected(ProviderError):
+    """The provider refused this request as invalid (a 4xx other than 401, 403 and 429)."""
+
+    def __init__(
+        self, message: str, provider: str | None = None, status: int | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message, provider, status)
+        self.code = code
+        """The provider's own error code, when its error body carries one."""
+
+
+class ProviderProtocolError(ProviderError, RemoteProtocolError):
+    """A provider's response breaks its documented wire format (bad JSON, a missing field, a bad stream)."""
+
+
+class QuotaExceeded(ProviderError):
+    """The tenant reached a plan limit of its BYOK config; calls are throttled until the period ends."""
+
+    def __init__(
+        self, message: str, tenant: str, provider: str | None = None, unit: str = "", limit: float = 0.0
+    ) -> None:
+        super().__init__(message, provider)
+        self.tenant = tenant
+        """The tenant whose limit was reached."""
+        self.unit = unit
+        """``tokens``, ``audio_seconds`` or ``characters``."""
+        self.limit = limit
+        """The limit for the period, in ``unit``."""
+
+
+class ProviderNotConfigured(ProviderError):
+    """The tenant is unknown, or its config names no provider for the capability asked for."""
+
+
+class ProviderStoreError(ProviderError):
+    """The provider database (tenant configs and usage) cannot be opened, read or written."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class ConnectionError_(AuralinkError):
