@@ -255,7 +255,7 @@ class Node:
             self.router.register(RELAY_PROTOCOL, self.relay_service.serve)
         for relay in self.config.relay_addresses():
             if relay.aura_id != self.aura_id:
-                self._relay_link(relay, home=True)
+                self.relay_link(relay, home=True)
         if self._control_api:
             server = ControlServer(self, self.home.root / "node.sock")
             await server.start()
@@ -380,7 +380,7 @@ class Node:
         return self._record
 
     # -- relays -------------------------------------------------------------------------------
-    def _relay_link(self, relay: RelayAddress, *, home: bool = False) -> RelayLink:
+    def relay_link(self, relay: RelayAddress, *, home: bool = False) -> RelayLink:
         """Our session on ``relay``, started if there is none yet."""
         link = self.relay_links.get(relay.aura_id)
         if link is None:
@@ -410,7 +410,7 @@ class Node:
         """Senders to ``peer`` through the relays its record lists (sessions opened as needed)."""
         if record is None:
             return []
-        links = [self._relay_link(r) for r in record.relays if r.aura_id not in (self.aura_id, peer)]
+        links = [self.relay_link(r) for r in record.relays if r.aura_id not in (self.aura_id, peer)]
         await asyncio.gather(*(_ready_within(link, RELAY_WAIT) for link in links))
         return [link.path_to(peer) for link in links if link.is_ready]
 

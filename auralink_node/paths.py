@@ -42,7 +42,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from auralink.errors import AuralinkError, RemoteProtocolError
-from auralink.identity import AuraID
+from auralink.identity import AuraID, RelayAddress
+from auralink.identity.records import MAX_RELAYS
 from auralink.wire import Address, Buffer, MessageCodec
 from auralink_node.protocols.framing import MessageReader
 from auralink_node.routing import Decision, LearnedSelector, PathContext, PathSelector
@@ -69,6 +70,8 @@ KEEPALIVE_INTERVAL = 0.4
 """Seconds between probes on the path in use (silence is detected from these)."""
 MAX_CANDIDATES = 16
 """Most direct candidates per peer."""
+RELAY_SESSION_WAIT = 10.0
+"""Seconds to wait for a session on one of the peer's relays before leaving it out."""
 _PROBE_SIZE = 1 + 8 + 32 + 16
 _MAX_PENDING = 256
 
@@ -83,32 +86,53 @@ def _decode_addresses(buf: Buffer) -> list[Address]:
     count = buf.pull_varint()
     if count > MAX_CANDIDATES:
         raise RemoteProtocolError(f"{count} candidate addresses; at most {MAX_CANDIDATES}")
+    return _decode_addresses_exactly(buf, count)
+
+
+def _decode_relays(buf: Buffer) -> list[RelayAddress]:
+    count = buf.pull_varint()
+    if count > MAX_RELAYS:
+        raise RemoteProtocolError(f"{count} relays; at most {MAX_RELAYS}")
+    out = []
+    for _ in range(count):
+        key = buf.pull_bytes(AuraID.SIZE)
+        (address,) = _decode_addresses_exactly(buf, 1)
+        out.append(RelayAddress(AuraID(key), address))
+    return out
+
+
+def _decode_addresses_exactly(buf: Buffer, count: int) -> list[Address]:
     out = []
     for _ in range(count):
         raw = buf.pull_length_prefixed(64, "address")
         try:
             out.append(Address.parse(raw.decode("ascii")))
         except (UnicodeDecodeError, AuralinkError) as exc:
-            raise RemoteProtocolError(f"bad candidate address {raw!r}") from exc
+            raise RemoteProtocolError(f"bad address {raw!r}") from exc
     return out
 
 
 @dataclass(frozen=True, slots=True)
 class Offer:
-    """A probe secret and the addresses the sender can be reached at."""
+    """A probe secret, the addresses the sender can be reached at, and its relays."""
 
     TYPE: ClassVar[int] = 1
     secret: bytes
     addresses: list[Address]
+    relays: list[RelayAddress]
 
     @classmethod
     def pull(cls, buf: Buffer) -> Self:
         secret = buf.pull_bytes(16)
-        return cls(secret, _decode_addresses(buf))
+        return cls(secret, _decode_addresses(buf), _decode_relays(buf))
 
     def push(self, buf: Buffer) -> None:
         buf.push_bytes(self.secret)
         _encode_addresses(buf, self.addresses[:MAX_CANDIDATES])
+        buf.push_varint(min(len(self.relays), MAX_RELAYS))
+        for relay in self.relays[:MAX_RELAYS]:
+            buf.push_bytes(relay.aura_id.public_key)
+            buf.push_length_prefixed(str(relay.address).encode(), 64, "address")
 
 
 CODEC = MessageCodec(PATHS_PROTOCOL, [Offer], max_size=2048)
@@ -292,7 +316,8 @@ class PathManager:
     async def _exchange(self, paths: PeerPaths, stream: MeshStream, *, initiator: bool) -> None:
         node = self.node
         ours = [*node.advertised_addresses(), *(a for a, _ in node.observed.most_common(4))]
-        stream.write(CODEC.encode(Offer(paths.secret, list(dict.fromkeys(ours))[:MAX_CANDIDATES])))
+        offer_ours = Offer(paths.secret, list(dict.fromkeys(ours))[:MAX_CANDIDATES], node.home_relays())
+        stream.write(CODEC.encode(offer_ours))
         reader = MessageReader(stream, CODEC)
         async with asyncio.timeout(10.0):
             offer = await reader.expect(Offer)
@@ -302,13 +327,24 @@ class PathManager:
         for address in offer.addresses:
             paths.add_direct(address)
         record = node.book.node(paths.peer, node.wall_clock())
-        for relay in record.relays if record is not None else ():  # the peer's relays we hold a session on
-            link = node.relay_links.get(relay.aura_id)
-            if link is not None and link.is_ready:
-                paths.add_relay(link.path_to(paths.peer))
+        relays = {r.aura_id: r for r in (*offer.relays, *(record.relays if record is not None else ()))}
+        for relay in relays.values():  # every relay of the peer is a candidate path (sessions opened as needed)
+            if relay.aura_id not in (node.aura_id, paths.peer):
+                node.spawn_background(self._add_relay(paths, relay))
         now = self.now()
         paths.punch_until = now + PUNCH_SECONDS
         paths._tick()
+
+    async def _add_relay(self, paths: PeerPaths, relay: RelayAddress) -> None:
+        link = self.node.relay_link(relay)
+        try:
+            await link.wait_ready(RELAY_SESSION_WAIT)
+        except TimeoutError:
+            logger.info("no session on %s's relay %s: %s", paths.peer.short(), relay, link.last_error)
+            return
+        if not paths.conn.is_closed:
+            path = paths.add_relay(link.path_to(paths.peer))
+            paths.probe(path, self.now())
 
     # -- probes on the wire -------------------------------------------------------------------
     def _datagram(self, data: bytes, addr: Address, via: DatagramSender) -> None:

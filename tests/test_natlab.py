@@ -32,16 +32,23 @@ PORT = 7700
 
 
 class Mesh:
-    """A relay and two NATed daemons that use it as home relay and DHT bootstrap."""
+    """One or two relays, and two NATed daemons that use them as home relays and DHT bootstrap."""
 
     def __init__(self, net: NatLab, root: Path) -> None:
         self.net = net
-        self.homes = {name: root / name for name in ("relay", "alice", "bob")}
+        names = ("relay", "relay2", "alice", "bob") if net.relay2 is not None else ("relay", "alice", "bob")
+        self.homes = {name: root / name for name in names}
         for name, home in self.homes.items():
             assert cli(home, "init", "--handle", f"@{name}.aura").returncode == 0
         self.relay = Daemon(self.homes["relay"], "--relay", listen=f"{net.relay_ip}:{PORT}", prefix=net.relay.argv())
         relay = f"{self.relay.aura_id}@{net.relay_ip}:{PORT}"
-        bootstrap = ("--bootstrap", f"{net.relay_ip}:{PORT}", "--home-relay", relay)
+        bootstrap = ["--bootstrap", f"{net.relay_ip}:{PORT}", "--home-relay", relay]
+        self.relay2: Daemon | None = None
+        if net.relay2 is not None:
+            self.relay2 = Daemon(
+                self.homes["relay2"], "--relay", listen=f"{net.relay2_ip}:{PORT}", prefix=net.relay2.argv()
+            )
+            bootstrap += ["--home-relay", f"{self.relay2.aura_id}@{net.relay2_ip}:{PORT}"]
         self.alice = Daemon(self.homes["alice"], *bootstrap, listen=f"{net.private_a}:{PORT}", prefix=net.host_a.argv())
         self.bob = Daemon(self.homes["bob"], *bootstrap, listen=f"{net.private_b}:{PORT}", prefix=net.host_b.argv())
         for name in ("alice", "bob"):  # bounded: until their records are in the DHT (published after joining)
@@ -57,15 +64,17 @@ class Mesh:
         return seq
 
     def stop(self) -> None:
-        for daemon in (self.alice, self.bob, self.relay):
-            daemon.stop()
+        for daemon in (self.alice, self.bob, self.relay, self.relay2):
+            if daemon is not None:
+                daemon.stop()
 
 
 @pytest.fixture
 def mesh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mesh]:
-    kind: Literal["easy", "symmetric"] = getattr(request, "param", "easy")
+    param: str = getattr(request, "param", "easy")
+    kind: Literal["easy", "symmetric"] = "symmetric" if param.startswith("symmetric") else "easy"
     with Lab() as lab:
-        net = nat_lab(lab, kind)
+        net = nat_lab(lab, kind, second_relay=param.endswith("two-relays"))
         built = Mesh(net, tmp_path)
         try:
             yield built
@@ -202,3 +211,30 @@ def test_when_the_direct_path_dies_mid_transfer_traffic_moves_to_the_relay(mesh:
     assert moved[0] < 5.0
     why = cli_json(alice, "why", "@bob.aura")
     assert why["path"].startswith("relay:") and why["history"][-1]["reason"] == "failover"
+
+
+@pytest.mark.parametrize("mesh", ["symmetric+two-relays"], indirect=True)
+def test_when_the_relay_in_use_dies_the_transfer_moves_to_the_other_relay(mesh: Mesh) -> None:
+    alice, bob = mesh.homes["alice"], mesh.homes["bob"]
+    assert mesh.relay2 is not None
+    for name in ("alice", "bob"):  # bounded: both home relays have sessions
+        for _ in range(100):
+            if sum(r["ready"] for r in cli_json(mesh.homes[name], "status")["relays"]) == 2:
+                break
+        else:
+            raise AssertionError(f"{name} has no session on both relays")
+    assert cli_json(alice, "ping", "@bob.aura", "--count", "1")["received"] == 1
+    killed: list[str] = []
+
+    async def kill_the_relay_in_use() -> None:
+        path = (await path_of(alice, "@bob.aura"))["path"]
+        assert path.startswith("relay:")
+        victim = mesh.relay if path == f"relay:{mesh.relay.aura_id}" else mesh.relay2
+        assert victim is not None
+        await asyncio.to_thread(victim.kill)
+        killed.append(path)
+
+    asyncio.run(send_through_daemons(alice, bob, 20 * 1024 * 1024, halfway=kill_the_relay_in_use))
+    why = cli_json(alice, "why", "@bob.aura")
+    assert killed and why["path"].startswith("relay:") and why["path"] != killed[0]
+    assert why["history"][-1]["reason"] == "failover"

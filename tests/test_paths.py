@@ -6,7 +6,13 @@ import asyncio
 import hashlib
 from pathlib import Path
 
-from auralink.wire import Address
+from hypothesis import given
+from hypothesis import strategies as st
+
+from auralink.errors import RemoteProtocolError
+from auralink.identity import Identity, RelayAddress
+from auralink.wire import Address, FrameDecoder
+from auralink_node.paths import CODEC, Offer
 from tests.test_relay import ECHO, echo, echo_through, make_home, running, session
 
 
@@ -55,3 +61,23 @@ async def test_a_relayed_connection_moves_to_direct_and_back_when_direct_goes_si
             back = await transfer
         assert hashlib.sha256(back).digest() == hashlib.sha256(data).digest()
         assert a.paths.why(b.aura_id)["history"][-1]["reason"] == "failover"  # type: ignore[index]
+
+
+def test_offers_round_trip() -> None:
+    relay = RelayAddress(Identity.from_seed(bytes(32)).aura_id, Address("10.1.0.2", 7700))
+    offer = Offer(bytes(range(16)), [Address("127.0.0.1", 1), Address("::1", 2)], [relay])
+    decoder = FrameDecoder(max_size=CODEC.max_size)
+    decoder.feed(CODEC.encode(offer))
+    frame = decoder.next_frame()
+    assert frame is not None and CODEC.decode(frame) == offer
+
+
+@given(st.binary(max_size=600))
+def test_any_bytes_decode_to_offers_or_raise_our_protocol_error(data: bytes) -> None:
+    decoder = FrameDecoder(max_size=CODEC.max_size)
+    decoder.feed(data)
+    try:
+        while (frame := decoder.next_frame()) is not None:
+            CODEC.decode(frame)
+    except RemoteProtocolError:
+        pass

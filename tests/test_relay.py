@@ -52,7 +52,7 @@ def relay_of(node: Node) -> RelayAddress:
 
 
 async def session(node: Node, relay: Node) -> RelayLink:
-    link = node._relay_link(relay_of(relay))
+    link = node.relay_link(relay_of(relay))
     await link.wait_ready(5.0)
     return link
 
@@ -203,7 +203,7 @@ async def test_access_policy(tmp_path: Path, policy: dict[str, Any], token: str 
         running(make_home(tmp_path, "r"), relay=True, **policy) as r,
         running(make_home(tmp_path, "a"), relays_token=token) as a,
     ):
-        link = a._relay_link(relay_of(r))
+        link = a.relay_link(relay_of(r))
         if admitted:
             await link.wait_ready(5.0)
         else:
