@@ -248,6 +248,7 @@ class Discovery:
         await self.dht.refresh()
         self.last_refresh = self._node.wall_clock()
         self.save_contacts()
+        self._node.save_reputation()
 
     def publish_soon(self) -> None:
         """Publish our records at the next chance (after they were re-signed)."""

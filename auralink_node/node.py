@@ -31,6 +31,7 @@ from auralink.errors import (
     AuralinkError,
     ConfigError,
     ConnectionError_,
+    IdentityError,
     KeystoreError,
     RemoteProtocolError,
 )
@@ -46,11 +47,13 @@ from auralink_node.metrics import NodeMetrics
 from auralink_node.paths import PATHS_PROTOCOL, PathManager
 from auralink_node.protocols import identify, ping
 from auralink_node.relay import RELAY_PROTOCOL, RelayLink, RelayPolicy, RelayService
+from auralink_node.reputation import ReputationBook, Role
 from auralink_node.store import NodeStore
 from auralink_node.transport import Endpoint, MeshStream, PeerConnection, ProtocolRouter, StreamHandler
 from auralink_node.transport.connection import DatagramSender
 from auralink_node.transport.endpoint import TransportConfig
 from auralink_node.transport.interfaces import expand_unspecified
+from auralink_node.transport.streams import ErrorCode
 
 __all__ = ["Node", "PingReport"]
 
@@ -193,6 +196,8 @@ class Node:
         """Our sessions on relays: the home relays from the config, and relays of peers we dialled."""
         self._home_relays: set[AuraID] = set()
         self.rotations: tuple[KeyRotation, ...] = ()
+        self.reputation = ReputationBook()
+        """Scores and bans of peers and relays (kept in ``node.db``)."""
         """The signed rotations that led to our current key, oldest first (published with our records)."""
         self.router.register(ping.PING_PROTOCOL, ping.serve_ping)
         self.router.register(identify.IDENTIFY_PROTOCOL, self._serve_identify)
@@ -206,6 +211,7 @@ class Node:
         self.rotations = keystore.rotations()
         self._started_at = self._wall_clock()
         self._store = NodeStore.open(self.home.root / "node.db")
+        self.reputation = ReputationBook(entries=self._store.load_reputation())
         self._metrics = NodeMetrics(self._identity.aura_id, __version__)
         try:
             self._endpoint = Endpoint(
@@ -251,7 +257,12 @@ class Node:
                 bytes_per_second=self.config.relay_rate,
                 max_peers=self.config.relay_max_peers,
             )
-            self.relay_service = RelayService(policy, clock=time.monotonic, on_packet=self.metrics.relay_packet)
+            self.relay_service = RelayService(
+                policy,
+                clock=time.monotonic,
+                on_packet=self.metrics.relay_packet,
+                banned=lambda peer: self.reputation.is_banned(Role.PEER, peer, self._wall_clock()),
+            )
             self.router.register(RELAY_PROTOCOL, self.relay_service.serve)
         for relay in self.config.relay_addresses():
             if relay.aura_id != self.aura_id:
@@ -284,6 +295,7 @@ class Node:
             for waiter in self._identified.values():
                 waiter.cancel()
             if self._store is not None:
+                self.save_reputation()
                 self._store.close()
             logger.info("node stopped")
 
@@ -385,7 +397,9 @@ class Node:
         link = self.relay_links.get(relay.aura_id)
         if link is None:
             token = (self.config.relays_token or "").encode()
-            link = RelayLink(self.endpoint, relay, token=token, on_change=self._relays_changed)
+            link = RelayLink(
+                self.endpoint, relay, token=token, on_change=self._relays_changed, on_outcome=self._relay_outcome
+            )
             self.relay_links[relay.aura_id] = link
             self._spawn(link.run())
         if home:
@@ -393,14 +407,38 @@ class Node:
         return link
 
     def home_relays(self) -> list[RelayAddress]:
-        """The home relays whose session is open, fastest first (they go in our record)."""
-        ready = [self.relay_links[r] for r in self._home_relays if self.relay_links[r].is_ready]
+        """The home relays to list in our record: open sessions, not banned, best first.
 
-        def rtt(link: RelayLink) -> float:
+        Best is the lowest RTT to the relay divided by its reputation score (a stranger scores
+        0.5, so a relay with a record of failures must be much faster to be preferred).
+        """
+        now = self._wall_clock()
+        ready = [
+            self.relay_links[r]
+            for r in self._home_relays
+            if self.relay_links[r].is_ready and not self.reputation.is_banned(Role.RELAY, r, now)
+        ]
+
+        def cost(link: RelayLink) -> float:
             conn = self.endpoint.connection_to(link.relay.aura_id)
-            return conn.rtt if conn is not None and conn.rtt is not None else float("inf")
+            rtt = conn.rtt if conn is not None and conn.rtt is not None else 1.0
+            return rtt / max(self.reputation.score(Role.RELAY, link.relay.aura_id, now), 0.01)
 
-        return [link.relay for link in sorted(ready, key=rtt)][:MAX_RELAYS]
+        return [link.relay for link in sorted(ready, key=cost)][:MAX_RELAYS]
+
+    def _relay_outcome(self, relay: RelayAddress, ok: bool) -> None:
+        now = self._wall_clock()
+        if ok:
+            self.reputation.success(Role.RELAY, relay.aura_id, now)
+        else:
+            self.reputation.failure(Role.RELAY, relay.aura_id, now)
+        self._relays_changed()
+
+    def save_reputation(self) -> None:
+        """Write reputation changes to ``node.db`` (done every maintenance round and at shutdown)."""
+        changed, removed = self.reputation.take_changes()
+        if changed or removed:
+            self.store.save_reputation(changed, removed)
 
     def _relays_changed(self) -> None:
         if self._record is not None and tuple(self.home_relays()) != self._record.relays:
@@ -463,6 +501,11 @@ class Node:
     def _connection_ready(self, conn: PeerConnection) -> None:
         assert conn.peer is not None
         now = self._wall_clock()
+        if self.reputation.is_banned(Role.PEER, conn.peer, now):
+            standing = self.reputation.standing(Role.PEER, conn.peer, now)
+            logger.info("refusing banned peer %s: %s", conn.peer.short(), standing.ban_reason)
+            conn.abort(ErrorCode.REFUSED, "banned")
+            return
         self.store.peer_seen(conn.peer, now)
         self.store.peer_connected(conn.peer, now)
         if not conn.is_relayed:  # a relayed connection's address is virtual
@@ -489,7 +532,9 @@ class Node:
             stream = await conn.open_stream(identify.IDENTIFY_PROTOCOL)
             info = await identify.exchange(stream, self.record, self._claim, self._wall_clock(), initiator=True)
         except AuralinkError as exc:  # the peer misbehaved or went away: end its connection, not the node
-            if isinstance(exc, RemoteProtocolError):
+            if isinstance(exc, RemoteProtocolError | IdentityError):
+                assert conn.peer is not None
+                self.reputation.invalid_record(Role.PEER, conn.peer, self._wall_clock(), reason=f"identify: {exc}")
                 self.endpoint.protocol_violation(conn, f"identify: {exc}")
             logger.info("identify with %s failed: %s", conn, exc)
             if not waiter.done():
@@ -554,11 +599,14 @@ class Node:
             known, record = list(resolution.addresses), resolution.record
         relays = await self._relay_paths(peer, record)
         try:
-            return await self.endpoint.connect(peer, known, relays)
+            conn = await self.endpoint.connect(peer, known, relays)
         except ConnectionError_:
             if self.store.peer(peer) is not None:  # count failures of peers we know; strangers get no row
                 self.store.peer_failed(peer, self._wall_clock())
+                self.reputation.failure(Role.PEER, peer, self._wall_clock())
             raise
+        self.reputation.success(Role.PEER, peer, self._wall_clock())
+        return conn
 
     async def dial(self, peer: AuraID, addresses: Sequence[Address] = (), *, timeout: float = 5.0) -> PeerConnection:
         """:meth:`connect`, then wait (at most ``timeout``) until identify has exchanged records.
@@ -623,7 +671,12 @@ class Node:
             "uptime_s": round(self.uptime(), 3),
             "record_seq": self.record.seq,
             "relays": [
-                {"relay": str(link.relay), "home": aura_id in self._home_relays, "ready": link.is_ready}
+                {
+                    "relay": str(link.relay),
+                    "home": aura_id in self._home_relays,
+                    "ready": link.is_ready,
+                    "score": round(self.reputation.score(Role.RELAY, aura_id, self._wall_clock()), 4),
+                }
                 for aura_id, link in self.relay_links.items()
             ],
             "relay_service": dict(self.relay_service.stats) if self.relay_service is not None else None,
@@ -645,6 +698,7 @@ class Node:
                     "address": str(conn.remote) if conn else None,
                     "rtt_ms": round(conn.rtt * 1000, 3) if conn and conn.rtt is not None else None,
                     "path": conn.path if conn else None,
+                    "reputation": self.reputation.standing(Role.PEER, aura_id, self._wall_clock()).to_dict(),
                     "addresses": [a.address for a in self.store.addresses(row.aura_id)],
                     "paths": [{"path": p.path, "rtt_ms": p.rtt_ewma_ms, "samples": p.samples} for p in paths],
                     "first_seen": row.first_seen,

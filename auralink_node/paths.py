@@ -46,6 +46,7 @@ from auralink.identity import AuraID, RelayAddress
 from auralink.identity.records import MAX_RELAYS
 from auralink.wire import Address, Buffer, MessageCodec
 from auralink_node.protocols.framing import MessageReader
+from auralink_node.reputation import Role
 from auralink_node.routing import Decision, LearnedSelector, PathContext, PathSelector
 from auralink_node.transport import MeshStream, PeerConnection
 from auralink_node.transport.connection import DatagramSender
@@ -181,9 +182,11 @@ class PeerPaths:
             return None
         return self._add(f"direct:{address}", sock, address)
 
-    def add_relay(self, sender: DatagramSender) -> str:
-        """Add the relay path that ``sender`` takes."""
-        return self._add(sender.path_name, sender, virtual_address(self.peer))
+    def add_relay(self, sender: DatagramSender, *, reputation: float | None = None, banned: bool = False) -> str:
+        """Add the relay path that ``sender`` takes, with the relay's reputation."""
+        name = self._add(sender.path_name, sender, virtual_address(self.peer))
+        self.ctx.set_reputation(name, reputation, banned=banned)
+        return name
 
     # -- probes -----------------------------------------------------------------------------
     def probe(self, path: str, now: float) -> None:
@@ -343,7 +346,12 @@ class PathManager:
             logger.info("no session on %s's relay %s: %s", paths.peer.short(), relay, link.last_error)
             return
         if not paths.conn.is_closed:
-            path = paths.add_relay(link.path_to(paths.peer))
+            book, now = self.node.reputation, self.node.wall_clock()
+            path = paths.add_relay(
+                link.path_to(paths.peer),
+                reputation=book.score(Role.RELAY, relay.aura_id, now),
+                banned=book.is_banned(Role.RELAY, relay.aura_id, now),
+            )
             paths.probe(path, self.now())
 
     # -- probes on the wire -------------------------------------------------------------------

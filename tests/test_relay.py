@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from auralink.errors import RemoteProtocolError
+from auralink.errors import ConnectionError_, RemoteProtocolError
 from auralink.identity import Identity, RelayAddress
 from auralink.wire import FrameDecoder
 from auralink_node.config import NodeConfig
@@ -22,6 +22,7 @@ from auralink_node.node import Node
 from auralink_node.paths import PROBE, PROBE_ACK
 from auralink_node.relay import RelayLink, TokenBucket
 from auralink_node.relay.protocol import CODEC, Deliver, Hello, PeerGone, Send, Welcome
+from auralink_node.reputation import Role
 from auralink_node.transport import MeshStream
 
 ECHO = "test/echo/1"
@@ -237,3 +238,23 @@ def test_any_bytes_decode_to_relay_messages_or_raise_our_protocol_error(data: by
             CODEC.decode(frame)
     except RemoteProtocolError:
         pass
+
+
+async def test_reputation_bans_refuse_peers_and_relay_outcomes_are_scored(tmp_path: Path) -> None:
+    async with (
+        running(make_home(tmp_path, "r"), relay=True) as r,
+        running(make_home(tmp_path, "b")) as b,
+        running(make_home(tmp_path, "a")) as a,
+    ):
+        await session(b, r)
+        now = r.wall_clock()
+        assert b.reputation.standing(Role.RELAY, r.aura_id, now).positive > 0  # the session opened
+        r.reputation.ban(Role.PEER, a.aura_id, now, duration=3600, reason="test ban")
+        conn = await a.connect(r.aura_id, r.listen_addresses)  # our handshake completes first...
+        async with asyncio.timeout(5.0):
+            await conn.wait_closed()  # ...then the relay, having proven who we are, refuses us
+        with pytest.raises(ConnectionError_):
+            await conn.open_stream(ECHO)
+        assert r.endpoint.connection_to(a.aura_id) is None
+        assert [link["score"] > 0.5 for link in b.status()["relays"]] == [True]
+        assert all("reputation" in p for p in b.peers())

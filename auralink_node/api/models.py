@@ -27,6 +27,7 @@ __all__ = [
     "PingResponse",
     "RecordModel",
     "RelayLinkModel",
+    "ReputationModel",
     "RecordsResponse",
     "ResolveResponse",
     "RttModel",
@@ -63,12 +64,28 @@ class Health(_Model):
     aura_id: str
 
 
+class ReputationModel(_Model):
+    """A peer's or relay's standing in the reputation book."""
+
+    role: str
+    aura_id: str
+    score: float = Field(description="0 to 1; 0.5 for a stranger")
+    positive: float
+    negative: float
+    strikes: float
+    banned: bool
+    banned_until: float | None
+    ban_reason: str | None
+    bans: int
+
+
 class RelayLinkModel(_Model):
     """Our session on one relay."""
 
     relay: str = Field(description="AURAID@HOST:PORT")
     home: bool = Field(description="a home relay from the config (listed in our record when ready)")
     ready: bool
+    score: float = Field(description="the relay's reputation, 0 to 1 (0.5 for a stranger)")
 
 
 class StatusResponse(_Model):
@@ -105,6 +122,7 @@ class PeerModel(_Model):
     address: str | None
     rtt_ms: float | None
     path: str | None = Field(description="direct:HOST:PORT or relay:AURAID, while connected")
+    reputation: ReputationModel
     addresses: list[str]
     paths: list[PathModel]
     first_seen: float

@@ -68,11 +68,13 @@ class RelayLink:
         *,
         token: bytes = b"",
         on_change: Callable[[], None] | None = None,
+        on_outcome: Callable[[RelayAddress, bool], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.relay = relay
         self._token = token
         self._on_change = on_change
+        self._on_outcome = on_outcome
         self._stream: MeshStream | None = None
         self._ready = asyncio.Event()
         self.welcome: Welcome | None = None
@@ -129,6 +131,8 @@ class RelayLink:
                 delay = BACKOFF[0]  # the session ran and ended: try again soon
             except (AuralinkError, TimeoutError, OSError) as exc:
                 self.last_error = str(exc) or type(exc).__name__
+                if self._on_outcome is not None:
+                    self._on_outcome(self.relay, False)
                 logger.info("relay %s: %s; retrying in %.1f s", self.relay.aura_id.short(), self.last_error, delay)
             finally:
                 was_ready = self._ready.is_set()
@@ -149,6 +153,8 @@ class RelayLink:
         self._stream = stream
         self.last_error = None
         self._ready.set()
+        if self._on_outcome is not None:
+            self._on_outcome(self.relay, True)
         if self._on_change is not None:
             self._on_change()
         logger.info("relay session open on %s", self.relay)

@@ -111,8 +111,10 @@ class RelayService:
         *,
         clock: Callable[[], float],
         on_packet: Callable[[ForwardResult, int], None] | None = None,
+        banned: Callable[[AuraID], bool] | None = None,
     ) -> None:
         self.policy = policy
+        self._banned = banned
         self._clock = clock
         self._on_packet = on_packet
         self.sessions: dict[AuraID, _Session] = {}
@@ -127,6 +129,8 @@ class RelayService:
         async with asyncio.timeout(HELLO_TIMEOUT):
             hello = await reader.expect(Hello)
         refusal = self.policy.admits(peer, hello.token)
+        if refusal is None and self._banned is not None and self._banned(peer):
+            refusal = "banned by this relay's reputation book"
         if refusal is not None:
             self.stats["refused"] += 1
             logger.info("relay session for %s refused: %s", peer.short(), refusal)
