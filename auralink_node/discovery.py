@@ -55,6 +55,7 @@ from auralink.mesh.resolution import Resolution, ResolveSource
 from auralink.wire import Address
 from auralink_node.dht import DHTConfig, DHTServer, PublishFailed
 from auralink_node.dht.server import ClosestNodesCrawl
+from auralink_node.reputation import Role
 from auralink_node.transport.connection import DatagramSender
 
 if TYPE_CHECKING:
@@ -182,11 +183,16 @@ class Discovery:
         self.last_publish: dict[str, Any] = {"at": None, "seq": None, "accepted": None, "error": None}
         self.last_refresh: float | None = None
         self.joined: list[str] = []
+        self._verified_ids: dict[bytes, AuraID] = {}
+        self._verified_addresses: dict[tuple[str, int], AuraID] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         """Attach the DHT to the node's sockets and start mDNS (if configured)."""
         self.dht.attach(_EndpointLink(self._node))
+        assert self.dht.protocol is not None
+        self.dht.protocol.admit = self._admit
+        self.dht.on_misbehaviour = self._misbehaved
         self._node.endpoint.on_raw_datagram(DHT_FIRST_BYTES, self._dht_datagram)
         if self._node.config.mdns:
             await self._start_mdns()
@@ -323,8 +329,25 @@ class Discovery:
         if contacts:
             self._node.store.save_contacts(contacts, self._node.wall_clock())
 
+    def _admit(self, contact: KademliaNode) -> bool:
+        """Keep peers our reputation book bans out of the routing table (when we know who they are)."""
+        peer = self._verified_ids.get(contact.id)
+        return peer is None or not self._node.reputation.is_banned(Role.PEER, peer, self._node.wall_clock())
+
+    def _misbehaved(self, address: tuple[str, int], reason: str) -> None:
+        """A DHT peer sent garbage or an invalid record: a strike, if we know whose address it is."""
+        peer = self._verified_addresses.get(address)
+        if peer is None or reason == "rate-limited" or "StaleRecord" in reason or "HandleTaken" in reason:
+            return  # stale replicas and handle races happen to honest nodes; rate limits are ours
+        self._node.reputation.invalid_record(Role.PEER, peer, self._node.wall_clock(), reason=f"dht: {reason}")
+
     def peer_verified(self, peer: AuraID, address: Address) -> None:
         """A QUIC handshake proved ``peer`` holds its key at ``address``: make it a DHT contact."""
+        self._verified_ids[peer.dht_key()] = peer
+        self._verified_addresses[address.as_tuple()] = peer
+        if len(self._verified_addresses) > 4096:
+            self._verified_addresses.clear()
+            self._verified_ids.clear()
         protocol = self.dht.protocol
         if protocol is not None and not self.dht.transport.is_closing():
             protocol.welcome_if_new(KademliaNode(peer.dht_key(), address.host, address.port))

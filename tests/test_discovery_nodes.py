@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from kademlia.node import Node as KademliaNode
 
 from auralink.errors import ResolveFailed
 from auralink.identity import Identity
 from auralink_node.config import NodeConfig
 from auralink_node.home import NodeHome
 from auralink_node.node import Node
+from auralink_node.reputation import Role
 
 LOOPBACK = ("127.0.0.1:0",)
 
@@ -141,3 +143,21 @@ async def test_garbage_on_the_shared_port_is_dropped_and_both_protocols_keep_wor
         assert await a.discovery.join([str(b.listen_addresses[0])]) == [str(b.listen_addresses[0])]
         assert (await a.ping(b.aura_id, b.listen_addresses, count=1)).received == 1
         assert b.discovery.dht.misbehaviour[(sender[0], sender[1])] > 0
+
+
+async def test_a_verified_peer_that_stores_forged_records_gets_strikes_and_a_ban_keeps_it_out(tmp_path: Path) -> None:
+    async with running(make_home(tmp_path, "b")) as b, running(make_home(tmp_path, "a")) as a:
+        await a.dial(b.aura_id, b.listen_addresses)  # b now knows a's key at a's address
+        protocol = a.discovery.dht.protocol
+        assert protocol is not None
+        forged = bytearray(a.record.encode())
+        forged[-1] ^= 1  # break the signature
+        target = KademliaNode(b.aura_id.dht_key(), *b.listen_addresses[0].as_tuple())
+        for _ in range(3):
+            await protocol.call_store(target, a.aura_id.dht_key(), bytes(forged))
+        now = b.wall_clock()
+        standing = b.reputation.standing(Role.PEER, a.aura_id, now)
+        assert standing.strikes > 0 or standing.banned  # three invalid records: a strike each, then a ban
+        assert b.reputation.is_banned(Role.PEER, a.aura_id, now)
+        assert not b.discovery._admit(KademliaNode(a.aura_id.dht_key(), "127.0.0.1", 1))
+        assert b.discovery._admit(KademliaNode(bytes(20), "127.0.0.1", 1))  # strangers are let in

@@ -273,6 +273,8 @@ class AuraKademliaProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia 
         self._clock = clock
         self._report = report
         self._limiter = PeerRateLimiter(config.rate_limit)
+        self.admit: Callable[[Node], bool] | None = None
+        """If set, contacts it refuses never enter the routing table (the node refuses banned peers)."""
         self._pending: dict[bytes, _Pending] = {}
         self._rng = random.Random(source_node.id)
         self.background: set[asyncio.Task[Any]] = set()
@@ -486,6 +488,8 @@ class AuraKademliaProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia 
         """
         if node.id == self.source_node.id or not self.router.is_new_node(node):
             return
+        if self.admit is not None and not self.admit(node):
+            return
         contacts = [(contact.long_id, contact.id) for bucket in self.router.buckets for contact in bucket.get_nodes()]
         for key, value in self.storage:
             target = int.from_bytes(key, "big")
@@ -663,11 +667,15 @@ class DHTServer(Server):  # type: ignore[misc]  # kademlia is untyped
         """Misbehaving datagrams and records received, per peer address (for reputation)."""
         self.reasons: Counter[str] = Counter()
         """The same events, per reason (``undecodable``, ``rejected-store:StaleRecord``...)."""
+        self.on_misbehaviour: Callable[[Peer, str], None] | None = None
+        """Called with each event too (the node turns them into reputation)."""
 
     def _report(self, peer: Peer, reason: str) -> None:
         self.misbehaviour[peer] += 1
         self.reasons[reason] += 1
         log.debug("peer %s misbehaved: %s", peer, reason)
+        if self.on_misbehaviour is not None:
+            self.on_misbehaviour(peer, reason)
 
     def _create_protocol(self) -> AuraKademliaProtocol:
         return self.protocol_class(
