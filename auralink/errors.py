@@ -33,15 +33,36 @@ AuralinkError
 │   ├── ProviderUnavailable     no usable answer: unreachable, reset, 5xx, or the circuit is open
 │   │   ├── ProviderTimeout     no answer within the call's timeout
 │   │   ├── CircuitOpen         not called: its breaker is open after repeated failures
-│   │   └── AllProvidersFailed  every provider in a fallback chain failed (``reasons`` says how)
+│   │   ├── AllProvidersFailed  every provider in a fallback chain failed (``reasons`` says how)
+│   │   └── ProviderNotInstalled  a local engine's package or program is missing (the message names the extra)
 │   ├── RateLimited             HTTP 429; ``retry_after`` says when to try again, if the provider said
 │   ├── ProviderQuotaExhausted  the provider account is out of credit (the provider's limit, not ours)
 │   ├── ProviderAuthFailed      the provider refused the tenant's API key
 │   ├── ProviderRejected        the provider refused this request (another 4xx)
+│   │   └── UnsupportedAudio    a local engine cannot take this audio (container, encoding, sample rate)
 │   ├── ProviderProtocolError   a response that breaks the provider's wire format (also a RemoteProtocolError)
 │   ├── QuotaExceeded           the tenant reached a plan limit of its own BYOK config
 │   ├── ProviderNotConfigured   the tenant has no provider for the capability (or is unknown)
 │   └── ProviderStoreError      the provider database (tenant configs, usage) cannot be used
+├── ToolError                   an agent tool (a tool of an MCP server) could not be listed or called
+│   ├── ToolUnavailable         the tool server did not start, failed its handshake, or went away
+│   │   └── ToolTimeout         no answer within the connect or call timeout
+│   ├── ToolRejected            the call was refused, before sending or by the server (``code``)
+│   │   ├── ToolNotFound        the server lists no tool of that name
+│   │   └── ToolArgumentsInvalid  the arguments break the tool's input schema (``path`` says where)
+│   ├── ToolFailed              the tool ran and reported an error (``ToolResult.raise_for_error``)
+│   └── ToolProtocolError       the server broke the MCP protocol (also a RemoteProtocolError)
+├── AgentMemoryError            the agent memory store (``auralink.agents.memory``) refused or failed an operation
+│   ├── MemoryInputError        bad text, kind, id, provenance, weights or embedding dims (also a LocalProtocolError)
+│   ├── MemoryNotFound          no memory with that id belongs to that identity
+│   ├── EmbedderMismatch        the database's vectors were made by another embedder (name or dims)
+│   └── MemoryStoreError        the memory database cannot be opened, read or written, or another process has it
+├── CallError                   a call (``auralink.calls``) could not be placed, answered or carried on
+│   ├── CallStateError          you asked a call for something its state forbids (also a LocalProtocolError)
+│   ├── SignalingProtocolError  the peer broke ``auralink/signal/1`` (also a RemoteProtocolError)
+│   ├── CallFailed              the call ended before it connected (``reason`` says why)
+│   │   └── CallDeclined        the callee declined or was busy
+│   └── CallsNotInstalled       aiortc or PyAV is missing: install ``auralink[calls]``
 └── ConnectionError_            a connection or stream to a peer ended or could not start
     ├── ConnectionClosed        closed on purpose, by this side or cleanly by the peer
     └── ConnectionBroken        broken by the network or by a peer that misbehaved
@@ -69,12 +90,19 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "AgentMemoryError",
     "AuralinkError",
+    "CallDeclined",
+    "CallError",
+    "CallFailed",
+    "CallStateError",
+    "CallsNotInstalled",
     "ConfigError",
     "ConnectionBroken",
     "ConnectionClosed",
     "ConnectionError_",
     "DialFailed",
+    "EmbedderMismatch",
     "FrameTooLarge",
     "HandleTaken",
     "IdentityError",
@@ -85,6 +113,9 @@ __all__ = [
     "KeystoreExists",
     "KeystorePermissionError",
     "LocalProtocolError",
+    "MemoryInputError",
+    "MemoryNotFound",
+    "MemoryStoreError",
     "PeerIdentityMismatch",
     "AllProvidersFailed",
     "CircuitOpen",
@@ -92,6 +123,7 @@ __all__ = [
     "ProviderAuthFailed",
     "ProviderError",
     "ProviderNotConfigured",
+    "ProviderNotInstalled",
     "ProviderProtocolError",
     "ProviderQuotaExhausted",
     "ProviderRejected",
@@ -110,7 +142,16 @@ __all__ = [
     "SignatureError",
     "StaleRecord",
     "StreamReset",
+    "ToolArgumentsInvalid",
+    "ToolError",
+    "ToolFailed",
+    "ToolNotFound",
+    "ToolProtocolError",
+    "ToolRejected",
+    "ToolTimeout",
+    "ToolUnavailable",
     "UnknownFrameType",
+    "UnsupportedAudio",
     "UnsupportedVersion",
     "WrongPassphrase",
     "rebuild_error",
@@ -317,6 +358,15 @@ class AllProvidersFailed(ProviderUnavailable):
         """Seconds until the earliest provider that asked for a pause (429, open circuit) may be tried again."""
 
 
+class ProviderNotInstalled(ProviderUnavailable):
+    """A local engine (pocketsphinx, a Piper voice, espeak-ng) is not installed; the message says what to install."""
+
+    def __init__(self, message: str, provider: str | None = None, requirement: str = "") -> None:
+        super().__init__(message, provider)
+        self.requirement = requirement
+        """What is missing: a Python distribution (``pocketsphinx``) or a program (``espeak-ng``)."""
+
+
 class RateLimited(ProviderError):
     """The provider answered HTTP 429 Too Many Requests."""
 
@@ -345,6 +395,10 @@ class ProviderRejected(ProviderError):
         super().__init__(message, provider, status)
         self.code = code
         """The provider's own error code, when its error body carries one."""
+
+
+class UnsupportedAudio(ProviderRejected):
+    """A local speech engine cannot take this audio: not WAV, an encoding it cannot read, or too low a sample rate."""
 
 
 class ProviderProtocolError(ProviderError, RemoteProtocolError):
@@ -376,6 +430,168 @@ class ProviderStoreError(ProviderError):
     def __init__(self, message: str, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+# -- agent memory (auralink.agents.memory) ---------------------------------------------------
+
+
+class AgentMemoryError(AuralinkError):
+    """The agent memory store refused or failed an operation."""
+
+
+class MemoryInputError(AgentMemoryError, LocalProtocolError, ValueError):
+    """The caller passed a bad value to the memory store: text, kind, id, provenance, weights or an embedding."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        """The argument (or export field) that was refused."""
+
+
+class MemoryNotFound(AgentMemoryError, LookupError):
+    """No memory with this id belongs to this identity (it never existed, was forgotten, or is another's)."""
+
+    def __init__(self, message: str, memory_id: int | None = None) -> None:
+        super().__init__(message)
+        self.memory_id = memory_id
+        """The id that was asked for."""
+
+
+class EmbedderMismatch(AgentMemoryError):
+    """The memory database was written with another embedder; its vectors cannot be compared with this one's."""
+
+    def __init__(self, message: str, stored: str, offered: str) -> None:
+        super().__init__(message)
+        self.stored = stored
+        """``name/dims`` of the embedder the database was created with."""
+        self.offered = offered
+        """``name/dims`` of the embedder passed to open it."""
+
+
+class MemoryStoreError(AgentMemoryError):
+    """The memory database cannot be opened, read or written, or another process holds it open."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        """The database file."""
+
+
+# -- agent tools (auralink.agents.tools) -------------------------------------------------------
+
+
+class ToolError(AuralinkError):
+    """An agent tool (a tool of an MCP server) could not be listed or called."""
+
+    def __init__(self, message: str, server: str | None = None, tool: str | None = None) -> None:
+        super().__init__(message)
+        self.server = server
+        """The tool server's name in the agent's config, if one is concerned."""
+        self.tool = tool
+        """The tool's name on its server, if one is concerned."""
+
+
+class ToolUnavailable(ToolError):
+    """The tool server did not start, failed the MCP handshake, or its connection (its process) ended."""
+
+
+class ToolTimeout(ToolUnavailable):
+    """The tool server did not answer within the connect or call timeout."""
+
+    def __init__(self, message: str, server: str | None = None, tool: str | None = None, timeout: float = 0.0) -> None:
+        super().__init__(message, server, tool)
+        self.timeout = timeout
+        """The timeout that ran out, in seconds."""
+
+
+class ToolRejected(ToolError):
+    """The call was refused: before it was sent (see the subclasses) or by the server with a JSON-RPC error."""
+
+    def __init__(
+        self, message: str, server: str | None = None, tool: str | None = None, code: int | None = None
+    ) -> None:
+        super().__init__(message, server, tool)
+        self.code = code
+        """The JSON-RPC error code the server answered with; None if the call was refused before sending."""
+
+
+class ToolNotFound(ToolRejected):
+    """The server lists no tool of that name."""
+
+
+class ToolArgumentsInvalid(ToolRejected):
+    """The arguments do not match the tool's input schema; nothing was sent."""
+
+    def __init__(self, message: str, server: str | None = None, tool: str | None = None, path: str = "") -> None:
+        super().__init__(message, server, tool)
+        self.path = path
+        """Where in the arguments the first error is, as a JSON path (``$.time``)."""
+
+
+class ToolFailed(ToolError):
+    """The tool ran and reported an error (an MCP ``isError`` result); the message is the tool's own text."""
+
+
+class ToolProtocolError(ToolError, RemoteProtocolError):
+    """The tool server broke the MCP protocol: a malformed message, or a result that breaks the tool's output schema."""
+
+
+# -- calls (auralink.calls) ---------------------------------------------------------------------
+
+
+class CallError(AuralinkError):
+    """A call could not be placed, answered or carried on."""
+
+    def __init__(self, message: str, call_id: str | None = None) -> None:
+        super().__init__(message)
+        self.call_id = call_id
+        """The call's id (hex), if one is concerned."""
+
+
+class CallStateError(CallError, LocalProtocolError):
+    """The app asked a call for something its signaling state forbids (answer a call it placed, hang up twice...)."""
+
+    def __init__(self, message: str, call_id: str | None = None, state: str = "", action: str = "") -> None:
+        super().__init__(message, call_id)
+        self.state = state
+        """The call's signaling state when the action was refused."""
+        self.action = action
+        """What was asked: ``call``, ``accept``, ``decline``, ``add_candidate``..."""
+
+
+class SignalingProtocolError(CallError, RemoteProtocolError):
+    """The peer broke ``auralink/signal/1``: a message its state forbids, or bytes that do not decode."""
+
+    def __init__(self, message: str, call_id: str | None = None, state: str = "", message_type: str = "") -> None:
+        super().__init__(message, call_id)
+        self.state = state
+        """Our signaling state when the message arrived."""
+        self.message_type = message_type
+        """The offending message's class name (empty if it did not decode)."""
+
+
+class CallFailed(CallError):
+    """The call ended before it connected: not answered, unreachable, refused, or its media never connected."""
+
+    def __init__(self, message: str, call_id: str | None = None, reason: str = "", by_peer: bool = False) -> None:
+        super().__init__(message, call_id)
+        self.reason = reason
+        """The hang-up reason's name (``NO_ANSWER``, ``CONNECT_FAILED``, ``GLARE``...)."""
+        self.by_peer = by_peer
+        """True if the peer ended the call, False if this side (or a timeout here) did."""
+
+
+class CallDeclined(CallFailed):
+    """The callee declined the call, or answered that it is busy."""
+
+
+class CallsNotInstalled(CallError):
+    """aiortc or PyAV is not installed; ``pip install 'auralink[calls]'``."""
+
+    def __init__(self, message: str, requirement: str = "") -> None:
+        super().__init__(message)
+        self.requirement = requirement
+        """The missing Python distribution (``aiortc``, ``av``)."""
 
 
 class ConnectionError_(AuralinkError):

@@ -31,6 +31,8 @@ PURE_CORES = [
     "auralink/testing/network.py",
     "auralink/aic/engine.py",
     "auralink/aic/features.py",
+    "auralink/calls/messages.py",
+    "auralink/calls/signaling.py",
     "auralink_node/dht/core.py",
     "auralink_node/routing/model.py",
     "auralink_node/routing/context.py",

@@ -19,13 +19,16 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode
 
 from auralink.errors import AuralinkError, ConfigError, ConnectionError_, RemoteProtocolError
 from auralink.identity import AuraID
 from auralink.mesh.daemon import DaemonClient, DaemonUnavailable, ProxyStream
 from auralink.mesh.resolution import Resolution, ResolveSource
+
+if TYPE_CHECKING:
+    from auralink.calls.call import Call, Invite
 from auralink.mesh.stream import Stream, StreamHandler
 from auralink.wire import Address, Buffer, FrameDecoder
 from auralink.wire import proxy as wire
@@ -94,7 +97,7 @@ class Mesh:
         """
         raise NotImplementedError
 
-    async def _peer(self, target: AuraID | str) -> AuraID:
+    async def peer_of(self, target: AuraID | str) -> AuraID:
         """``target`` itself if it is an AuraID, else the key its handle resolves to."""
         if not _is_handle(target):
             return target if isinstance(target, AuraID) else AuraID.parse(str(target))
@@ -122,6 +125,32 @@ class Mesh:
         """The node's status."""
         raise NotImplementedError
 
+    _exit: contextlib.AsyncExitStack
+    _agent: Any = None
+
+    async def call(self, target: AuraID | str, *, audio: bool = False, video: bool = False, data: bool = True) -> Call:
+        """Call ``target`` (an AuraID or ``@handle``); returns once connected (see :mod:`auralink.calls`).
+
+        Needs the ``calls`` extra (aiortc). Raises :class:`~auralink.errors.CallDeclined` if the
+        callee declines or is busy, :class:`~auralink.errors.CallFailed` if it never connects.
+        """
+        agent = await self._call_agent()
+        call: Call = await agent.call(target, audio=audio, video=video, data=data)
+        return call
+
+    async def incoming_calls(self) -> AsyncIterator[Invite]:
+        """Calls to this mesh as they ring; ``accept()`` or ``decline(reason)`` each."""
+        agent = await self._call_agent()
+        async for invite in agent.incoming():
+            yield invite
+
+    async def _call_agent(self) -> Any:
+        if self._agent is None:
+            from auralink.calls.call import CallAgent  # noqa: PLC0415 - aiortc loads only for calls
+
+            self._agent = await self._exit.enter_async_context(CallAgent(self))
+        return self._agent
+
 
 class _EmbeddedMesh(Mesh):
     backend = "embedded"
@@ -135,12 +164,12 @@ class _EmbeddedMesh(Mesh):
         return resolution
 
     async def dial(self, target: AuraID | str, addresses: Sequence[Address | str] = ()) -> PeerInfo:
-        conn = await self._node.dial(await self._peer(target), [Address.parse(str(a)) for a in addresses])
+        conn = await self._node.dial(await self.peer_of(target), [Address.parse(str(a)) for a in addresses])
         return PeerInfo(conn.peer, conn.remote)
 
     async def open_stream(self, target: AuraID | str, protocol: str, addresses: Sequence[Address | str] = ()) -> Stream:
         stream: Stream = await self._node.open_stream(
-            await self._peer(target), protocol, [Address.parse(str(a)) for a in addresses]
+            await self.peer_of(target), protocol, [Address.parse(str(a)) for a in addresses]
         )
         return stream
 
@@ -151,7 +180,7 @@ class _EmbeddedMesh(Mesh):
         self, target: AuraID | str, addresses: Sequence[Address | str] = (), *, count: int = 1
     ) -> dict[str, Any]:
         report = await self._node.ping(
-            await self._peer(target), [Address.parse(str(a)) for a in addresses], count=count
+            await self.peer_of(target), [Address.parse(str(a)) for a in addresses], count=count
         )
         result: dict[str, Any] = report.as_dict()
         return result
@@ -188,14 +217,14 @@ class _DaemonMesh(Mesh):
             "POST",
             "/v1/connect",
             {
-                "aura_id": str(await self._peer(target)),
+                "aura_id": str(await self.peer_of(target)),
                 "addresses": [str(a) for a in addresses],
             },
         )
         return PeerInfo(AuraID.parse(body["aura_id"]), Address.parse(body["address"]))
 
     async def open_stream(self, target: AuraID | str, protocol: str, addresses: Sequence[Address | str] = ()) -> Stream:
-        return await self._client.open_stream(await self._peer(target), protocol, tuple(str(a) for a in addresses))
+        return await self._client.open_stream(await self.peer_of(target), protocol, tuple(str(a) for a in addresses))
 
     async def serve(self, protocol: str, handler: StreamHandler) -> None:
         reader, writer, early = await self._client.listen(protocol)
@@ -290,7 +319,8 @@ async def connect(
                 async with asyncio.TaskGroup() as tasks:
                     mesh = _DaemonMesh(client, status, tasks)
                     try:
-                        yield mesh
+                        async with contextlib.AsyncExitStack() as mesh._exit:
+                            yield mesh
                     finally:
                         mesh.cancel_workers()
             finally:
@@ -306,4 +336,6 @@ async def connect(
     node_home = NodeHome(root)
     config = resolve_config(node_home.config_path, overrides={"listen": list(listen) if listen else None})
     async with Node(node_home, config, passphrase=passphrase, control_api=False) as node:
-        yield _EmbeddedMesh(node)
+        embedded = _EmbeddedMesh(node)
+        async with contextlib.AsyncExitStack() as embedded._exit:
+            yield embedded

@@ -1,0 +1,46 @@
+"""Calls between AuraIDs: signaling over the mesh, media and data peer to peer with aiortc.
+
+Theory of operation
+-------------------
+The package has three layers, from the bottom up:
+
+* :mod:`auralink.calls.messages`: the ``auralink/signal/1`` wire messages (offer, answer,
+  trickled ICE candidates, ringing, hang-up) and their codec. Pure.
+* :mod:`auralink.calls.signaling`: :class:`CallSignaling`, one call's signaling as a sans-I/O
+  state machine with explicit time, glare handling and timeouts. Pure.
+* :mod:`auralink.calls.ice` and :mod:`auralink.calls.call`: the aiortc side. ICE configuration is
+  always explicit (never aiortc's default public STUN server), and :class:`CallAgent` pumps the
+  machines over mesh streams. aiortc is imported lazily: without the ``calls`` extra the pure
+  layers still import, and the aiortc layer raises :class:`~auralink.errors.CallsNotInstalled`.
+
+```python
+async with auralink.connect() as mesh, CallAgent(mesh) as agent:
+    call = await agent.call("@bob.aura")          # data channel
+    call.send(b"hello")
+    reply = await call.receive()
+    await call.hangup()
+```
+"""
+
+from __future__ import annotations
+
+from auralink.calls.call import Call, CallAgent, Invite
+from auralink.calls.ice import IceConfig, IceServer, checked_configuration, rtc_configuration
+from auralink.calls.messages import SIGNAL_PROTOCOL, HangupReason, MediaKinds
+from auralink.calls.signaling import CallSignaling, CallState, SignalingTimeouts
+
+__all__ = [
+    "SIGNAL_PROTOCOL",
+    "Call",
+    "CallAgent",
+    "CallSignaling",
+    "CallState",
+    "HangupReason",
+    "IceConfig",
+    "IceServer",
+    "Invite",
+    "MediaKinds",
+    "SignalingTimeouts",
+    "checked_configuration",
+    "rtc_configuration",
+]

@@ -1,0 +1,546 @@
+"""1:1 calls over the mesh: the asyncio adapter that pumps :class:`~auralink.calls.signaling.CallSignaling`.
+
+Theory of operation
+-------------------
+A :class:`CallAgent` serves ``auralink/signal/1`` on one :class:`~auralink.mesh.Mesh` and owns
+every call's tasks in one ``asyncio.TaskGroup`` (``async with CallAgent(mesh) as agent``). A call
+is one :class:`Call`: a :class:`~auralink.calls.signaling.CallSignaling` machine, an aiortc
+``RTCPeerConnection`` built from :func:`~auralink.calls.ice.rtc_configuration` (never aiortc's
+default STUN server), and the signaling stream(s) it talks on.
+
+The adapter is a pump, as aioquic's ``asyncio/protocol.py``: whatever happens (a message read off
+a stream, the peer connection's state changing, the app's ``accept``/``hangup``, the timer) is
+fed to the machine with ``now``, and :meth:`Call._pump` then writes the machine's messages to
+the stream of their call id, re-arms the one timer at ``get_timer()``, and queues the machine's
+events for the call's worker task, which does the asynchronous aiortc work (apply an answer,
+create one). After a ``Hangup`` is written, that stream's write side is ended.
+
+aiortc gathers every candidate before ``setLocalDescription`` returns, so our SDP already holds
+them and we send no trickled candidates; candidates trickled by the peer are applied.
+
+Glare: an incoming offer from a peer we are calling is fed to our outgoing call's machine. If
+we lose, the machine answers the peer's offer (``OfferReceived(glare=True)``); the worker drops
+the old peer connection, builds a new one and accepts, and the app's pending
+:meth:`CallAgent.call` returns that call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from auralink.calls.ice import IceConfig, checked_configuration, rtc_configuration
+from auralink.calls.messages import CODEC, SIGNAL_PROTOCOL, Hangup, HangupReason, MediaKinds, Offer
+from auralink.calls.signaling import (
+    AnswerReceived,
+    CallConnected,
+    CallEnded,
+    CallSignaling,
+    CallState,
+    CandidateReceived,
+    OfferReceived,
+    SignalingEvent,
+    SignalingTimeouts,
+)
+from auralink.errors import (
+    CallDeclined,
+    CallError,
+    CallFailed,
+    CallStateError,
+    ConnectionError_,
+    RemoteProtocolError,
+)
+from auralink.identity import AuraID
+from auralink.mesh import Mesh, Stream
+from auralink.wire import FrameDecoder
+
+if TYPE_CHECKING:
+    from aiortc import RTCDataChannel, RTCPeerConnection
+
+__all__ = ["Call", "CallAgent", "Invite"]
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+DATA_CHANNEL_LABEL = "auralink"
+"""The label of the call's data channel."""
+
+
+def _aiortc() -> Any:
+    from auralink.errors import CallsNotInstalled  # noqa: PLC0415
+
+    try:
+        import aiortc  # noqa: PLC0415
+    except ImportError as exc:
+        raise CallsNotInstalled("calls need aiortc: pip install 'auralink[calls]'", "aiortc") from exc
+    return aiortc
+
+
+class Call:
+    """One call with one peer. Use :meth:`CallAgent.call` or :meth:`Invite.accept` to get one."""
+
+    def __init__(self, agent: CallAgent, peer: AuraID) -> None:
+        self._agent = agent
+        self.peer = peer
+        """The other party, as proven by the mesh connection."""
+        self.signaling = CallSignaling(agent.mesh.identity.aura_id, peer, timeouts=agent.timeouts)
+        """The signaling machine (read its ``state``; do not drive it)."""
+        self._streams: dict[bytes, Stream] = {}
+        self._ended_streams: set[bytes] = set()
+        self._events: asyncio.Queue[SignalingEvent] = asyncio.Queue()
+        self._timer: asyncio.TimerHandle | None = None
+        self._pc: RTCPeerConnection | None = None
+        self._channel: RTCDataChannel | None = None
+        self._channel_open = asyncio.Event()
+        self._incoming: asyncio.Queue[bytes | str] = asyncio.Queue()
+        self._pending_candidates: list[Any] = []
+        self._offer: OfferReceived | None = None
+        self._want_data = True
+        self._ready = asyncio.Event()
+        self.ended: CallEnded | None = None
+        """How the call ended; None while it goes on."""
+        self._done = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"<Call {self.signaling.call_id.hex()[:8]} with {str(self.peer)[:10]} {self.signaling.state.value}>"
+
+    # -- app API --------------------------------------------------------------------------------
+    @property
+    def call_id(self) -> str:
+        """The call id, hex."""
+        return self.signaling.call_id.hex()
+
+    @property
+    def state(self) -> CallState:
+        """The signaling state."""
+        return self.signaling.state
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.hangup()
+
+    def send(self, data: bytes | str) -> None:
+        """Send one message on the call's data channel."""
+        if self._channel is None or self._channel.readyState != "open":
+            raise CallStateError("the call has no open data channel", self.call_id, self.state.value, "send")
+        self._channel.send(data)
+
+    async def receive(self) -> bytes | str:
+        """The next data-channel message; raises :class:`~auralink.errors.CallFailed` once the call ended."""
+        get = asyncio.ensure_future(self._incoming.get())
+        done = asyncio.ensure_future(self._done.wait())
+        try:
+            await asyncio.wait({get, done}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (get, done):
+                task.cancel()
+        if get.done() and not get.cancelled():
+            return get.result()
+        if not self._incoming.empty():
+            return self._incoming.get_nowait()
+        raise self._failure()
+
+    async def hangup(self, reason: HangupReason = HangupReason.NORMAL) -> None:
+        """End the call (a no-op if it has ended) and wait until its resources are released."""
+        if self.signaling.state is not CallState.ENDED:
+            self.signaling.hangup(self._now(), reason)
+            self._pump()
+        await self._done.wait()
+
+    async def wait_ended(self) -> CallEnded:
+        """Wait for the end of the call; returns how it ended."""
+        await self._done.wait()
+        assert self.ended is not None
+        return self.ended
+
+    # -- pump -----------------------------------------------------------------------------------
+    def _now(self) -> float:
+        return self._agent.clock()
+
+    def _pump(self) -> None:
+        for message in self.signaling.messages_to_send():
+            stream = self._streams.get(message.call_id)
+            if stream is None or message.call_id in self._ended_streams:
+                continue
+            try:
+                stream.write(CODEC.encode(message))
+                if isinstance(message, Hangup):
+                    self._ended_streams.add(message.call_id)
+                    stream.write_eof()
+            except ConnectionError_ as exc:
+                logger.debug("signaling write failed: %s", exc)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.signaling.get_timer()
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(max(0.0, deadline - self._now()), self._on_timer)
+        while (event := self.signaling.next_event()) is not None:
+            self._events.put_nowait(event)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.signaling.handle_timer(self._now())
+        self._pump()
+
+    async def _read(self, stream: Stream, decoder: FrameDecoder | None = None) -> None:
+        """Feed one signaling stream to the machine until it ends."""
+        decoder = decoder or FrameDecoder(max_size=CODEC.max_size)
+        try:
+            while True:
+                frame = decoder.next_frame()
+                if frame is None:
+                    chunk = await stream.read()
+                    if not chunk:
+                        decoder.feed_eof()
+                        if decoder.next_frame() is None:
+                            break
+                        continue
+                    decoder.feed(chunk)
+                    continue
+                message = CODEC.decode(frame)
+                self.signaling.receive(message, self._now())  # type: ignore[arg-type]
+                self._pump()
+        except RemoteProtocolError as exc:
+            self.signaling.undecodable(exc, self._now())
+            self._pump()
+            stream.reset()
+            return
+        except ConnectionError_ as exc:
+            logger.debug("signaling stream broke: %s", exc)
+        if self._streams.get(self.signaling.call_id) is stream:
+            self.signaling.stream_closed(self._now())
+            self._pump()
+
+    # -- worker ---------------------------------------------------------------------------------
+    async def _work(self) -> None:
+        """Do the aiortc work the machine's events ask for, until the call ends."""
+        try:
+            while True:
+                event = await self._events.get()
+                try:
+                    if await self._handle(event):
+                        return
+                except (CallError, ConnectionError_, ValueError, OSError) as exc:
+                    logger.warning("call %s: %s", self.call_id, exc)
+                    if self.signaling.state not in (CallState.ENDED, CallState.IDLE):
+                        self.signaling.hangup(self._now(), HangupReason.CONNECT_FAILED, str(exc))
+                        self._pump()
+        finally:
+            await self._release()
+
+    async def _handle(self, event: SignalingEvent) -> bool:
+        aiortc = _aiortc()
+        if isinstance(event, OfferReceived):
+            self._offer = event
+            if event.glare:
+                await self._close_pc()
+                await self._answer()
+            else:
+                self._agent._invites.put_nowait(Invite(self, event))
+        elif isinstance(event, AnswerReceived):
+            assert self._pc is not None
+            await self._pc.setRemoteDescription(aiortc.RTCSessionDescription(event.sdp, "answer"))
+            await self._flush_candidates()
+        elif isinstance(event, CandidateReceived):
+            self._pending_candidates.append(event.candidate)
+            if self._pc is not None and self._pc.remoteDescription is not None:
+                await self._flush_candidates()
+        elif isinstance(event, CallConnected):
+            if not self._want_data:
+                self._ready.set()
+        elif isinstance(event, CallEnded):
+            self.ended = event
+            return True
+        return False
+
+    async def _flush_candidates(self) -> None:
+        from aiortc.sdp import candidate_from_sdp  # noqa: PLC0415
+
+        assert self._pc is not None
+        pending, self._pending_candidates = self._pending_candidates, []
+        for message in pending:
+            if message.end_of_candidates:
+                continue
+            candidate = candidate_from_sdp(message.candidate.removeprefix("candidate:"))
+            candidate.sdpMid, candidate.sdpMLineIndex = message.sdp_mid, message.sdp_mline_index
+            await self._pc.addIceCandidate(candidate)
+
+    def _new_pc(self) -> RTCPeerConnection:
+        aiortc = _aiortc()
+        pc: RTCPeerConnection = aiortc.RTCPeerConnection(checked_configuration(rtc_configuration(self._agent.ice)))
+
+        @pc.on("connectionstatechange")
+        def _state_changed() -> None:
+            if pc is not self._pc:
+                return
+            state = self.signaling.state
+            if pc.connectionState == "connected" and state is CallState.CONNECTING:
+                self.signaling.media_connected(self._now())
+                self._pump()
+            elif pc.connectionState == "failed" and state in (CallState.CONNECTING, CallState.CONNECTED):
+                self.signaling.media_failed(self._now(), "ICE or DTLS failed")
+                self._pump()
+
+        @pc.on("datachannel")
+        def _channel(channel: RTCDataChannel) -> None:
+            if pc is self._pc and channel.label == DATA_CHANNEL_LABEL:
+                self._attach(channel)
+
+        self._pc = pc
+        return pc
+
+    def _attach(self, channel: RTCDataChannel) -> None:
+        self._channel = channel
+
+        @channel.on("message")
+        def _message(data: bytes | str) -> None:
+            self._incoming.put_nowait(data)
+
+        def _opened() -> None:
+            self._channel_open.set()
+            self._ready.set()
+
+        if channel.readyState == "open":
+            _opened()
+        else:
+            channel.on("open", _opened)
+
+    async def _offer_call(self, media: MediaKinds, stream_opener: Callable[[], Any]) -> None:
+        pc = self._new_pc()
+        self._want_data = bool(media & MediaKinds.DATA)
+        if self._want_data:
+            self._attach(pc.createDataChannel(DATA_CHANNEL_LABEL))
+        await pc.setLocalDescription(await pc.createOffer())
+        stream: Stream = await stream_opener()
+        call_id = self._agent.new_call_id()
+        self._streams[call_id] = stream
+        self.signaling.call(call_id, media, pc.localDescription.sdp, self._now())
+        self._agent._outgoing[self.peer] = self
+        self._agent._spawn(self._read(stream))
+        self._pump()
+
+    async def _answer(self) -> None:
+        aiortc = _aiortc()
+        assert self._offer is not None
+        pc = self._new_pc()
+        self._want_data = bool(self._offer.media & MediaKinds.DATA)
+        await pc.setRemoteDescription(aiortc.RTCSessionDescription(self._offer.sdp, "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        if self.signaling.state is not CallState.RINGING:
+            raise self._failure()
+        self.signaling.accept(pc.localDescription.sdp, self._now())
+        self._pump()
+        await self._flush_candidates()
+
+    async def _wait_ready(self) -> None:
+        ready = asyncio.ensure_future(self._ready.wait())
+        done = asyncio.ensure_future(self._done.wait())
+        try:
+            await asyncio.wait({ready, done}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+            done.cancel()
+        if self._done.is_set() or self.signaling.state is CallState.ENDED:
+            raise self._failure()
+
+    def _failure(self) -> CallFailed:
+        end = self.ended
+        reason = end.reason if end else HangupReason.GONE
+        by_peer = end.by_peer if end else False
+        detail = f": {end.detail}" if end and end.detail else ""
+        cls = CallDeclined if reason in (HangupReason.DECLINED, HangupReason.BUSY) else CallFailed
+        side = "the peer" if by_peer else "this side"
+        return cls(f"call ended by {side} ({reason.name}){detail}", self.call_id or None, reason.name, by_peer)
+
+    async def _close_pc(self) -> None:
+        pc, self._pc = self._pc, None
+        self._channel = None
+        if pc is not None:
+            await pc.close()
+
+    async def _release(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        await self._close_pc()
+        for call_id, stream in self._streams.items():
+            if call_id not in self._ended_streams:
+                self._ended_streams.add(call_id)
+                with contextlib.suppress(ConnectionError_):
+                    stream.write_eof()
+        if self._agent._outgoing.get(self.peer) is self:
+            del self._agent._outgoing[self.peer]
+        self._done.set()
+
+
+class Invite:
+    """An incoming call, ringing: :meth:`accept` or :meth:`decline` it."""
+
+    def __init__(self, call: Call, offer: OfferReceived) -> None:
+        self.call = call
+        """The call this invite rings for."""
+        self.peer = call.peer
+        """Who calls, as proven by the mesh connection."""
+        self.media = offer.media
+        """What the caller asked for."""
+
+    @property
+    def call_id(self) -> str:
+        """The call id, hex."""
+        return self.call.call_id
+
+    async def accept(self) -> Call:
+        """Answer; returns the call once media (and the data channel, if offered) is up."""
+        await self.call._answer()
+        await self.call._wait_ready()
+        return self.call
+
+    async def decline(self, reason: HangupReason = HangupReason.DECLINED) -> None:
+        """Refuse the call (``DECLINED`` or ``BUSY``)."""
+        self.call.signaling.decline(self.call._now(), reason)
+        self.call._pump()
+        await self.call._done.wait()
+
+
+class CallAgent:
+    """Places and receives calls for one mesh; ``async with CallAgent(mesh) as agent``."""
+
+    def __init__(
+        self,
+        mesh: Mesh,
+        *,
+        ice: IceConfig | None = None,
+        timeouts: SignalingTimeouts | None = None,
+        clock: Callable[[], float] | None = None,
+        call_ids: Callable[[], bytes] | None = None,
+    ) -> None:
+        self.mesh = mesh
+        """The mesh the calls run over."""
+        self.ice = ice or IceConfig()
+        """ICE servers for every call (none by default: host candidates only)."""
+        self.timeouts = timeouts or SignalingTimeouts()
+        """Signaling deadlines."""
+        self.clock: Callable[[], float] = clock or (lambda: asyncio.get_running_loop().time())
+        """Monotonic seconds, fed to the signaling machines."""
+        self._call_ids = call_ids or (lambda: os.urandom(16))
+        self._tasks: asyncio.TaskGroup | None = None
+        self._workers: set[asyncio.Task[None]] = set()
+        self._calls: set[Call] = set()
+        self._invites: asyncio.Queue[Invite] = asyncio.Queue()
+        self._outgoing: dict[AuraID, Call] = {}
+        self._open = False
+
+    def new_call_id(self) -> bytes:
+        """A fresh random call id."""
+        return self._call_ids()
+
+    async def __aenter__(self) -> Self:
+        _aiortc()
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        self._open = True
+        await self.mesh.serve(SIGNAL_PROTOCOL, self._serve)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._open = False
+        for call in list(self._calls):
+            with contextlib.suppress(CallError):
+                await asyncio.wait_for(call.hangup(HangupReason.NORMAL), 5.0)
+        for task in list(self._workers):
+            task.cancel()
+        assert self._tasks is not None
+        await self._tasks.__aexit__(exc_type, exc, tb)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        assert self._tasks is not None
+        task: asyncio.Task[None] = self._tasks.create_task(coro)
+        self._workers.add(task)
+        task.add_done_callback(self._workers.discard)
+        return task
+
+    def _track(self, call: Call) -> None:
+        self._calls.add(call)
+        task = self._spawn(call._work())
+        task.add_done_callback(lambda _: self._calls.discard(call))
+
+    async def call(self, target: AuraID | str, *, audio: bool = False, video: bool = False, data: bool = True) -> Call:
+        """Call ``target`` (an AuraID or ``@handle``); returns once the call is connected.
+
+        Raises :class:`~auralink.errors.CallDeclined` if the callee declines or is busy, and
+        :class:`~auralink.errors.CallFailed` if the call ends before it connects.
+        """
+        if audio or video:
+            raise CallStateError("this build carries data-channel calls only; audio and video are not wired yet")
+        if not data:
+            raise CallStateError("a call needs at least one of audio, video or data")
+        if not self._open:
+            raise CallStateError("the call agent is not running; use `async with CallAgent(mesh)`")
+        peer = await self.mesh.peer_of(target)  # an AuraID, or the key a handle resolves to
+        media = MediaKinds.DATA
+        call = Call(self, peer)
+        self._track(call)
+        try:
+            await call._offer_call(media, lambda: self.mesh.open_stream(peer, SIGNAL_PROTOCOL))
+        except BaseException:
+            if call.state is CallState.IDLE:
+                call.signaling.hangup(call._now())
+                call._pump()
+            raise
+        await call._wait_ready()
+        return call
+
+    async def incoming(self) -> AsyncIterator[Invite]:
+        """Incoming calls, as they ring."""
+        while True:
+            yield await self._invites.get()
+
+    async def next_invite(self) -> Invite:
+        """The next incoming call."""
+        return await self._invites.get()
+
+    async def _serve(self, stream: Stream) -> None:
+        """Handle one incoming signaling stream; runs in the mesh's task for the stream."""
+        peer = stream.peer
+        if not self._open or peer is None:
+            stream.reset()
+            return
+        decoder = FrameDecoder(max_size=CODEC.max_size)
+        first = None
+        try:
+            while first is None:
+                frame = decoder.next_frame()
+                if frame is not None:
+                    first = CODEC.decode(frame)
+                    break
+                chunk = await stream.read()
+                if not chunk:
+                    return
+                decoder.feed(chunk)
+        except RemoteProtocolError as exc:
+            logger.info("bad signaling from %s: %s", str(peer)[:10], exc)
+            stream.reset()
+            return
+        except ConnectionError_:
+            return
+        outgoing = self._outgoing.get(peer)
+        if isinstance(first, Offer) and outgoing is not None and outgoing.state is CallState.CALLING:
+            call = outgoing  # glare: the machine decides who answers whom
+        else:
+            call = Call(self, peer)
+            self._track(call)
+        call._streams[first.call_id] = stream  # type: ignore[attr-defined]
+        call.signaling.receive(first, call._now())  # type: ignore[arg-type]
+        call._pump()
+        await call._read(stream, decoder)
