@@ -1,4 +1,4 @@
-"""AuraLink's AI plane: provider routing, and (to come) offline defaults, memory, MCP tools and co-host agents.
+"""AuraLink's AI plane: provider routing, offline speech, MCP tools, memory, and (to come) co-host agents.
 
 Theory of operation
 ===================
@@ -10,8 +10,12 @@ Each concept is a subpackage, as everywhere in AuraLink:
   ElevenLabs, Azure and Google speech), with fallback chains, per-call timeouts, circuit breakers
   and metered plan limits. API keys are sealed at rest and never logged.
 
-The offline defaults, the memory store, MCP tools and the co-host :class:`Agent` of issue 8 are
-not here yet. Importing this package loads nothing heavy: each subpackage is imported on its own.
+* :mod:`auralink.agents.speech` transcribes offline with pocketsphinx and speaks with a local
+  voice (Piper, or espeak-ng); the router can use them as the last link of every chain.
+* :mod:`auralink.agents.tools` lists and calls tools on stdio MCP servers.
+
+The co-host :class:`Agent` of issue 8 is not here yet. Importing this package loads nothing
+heavy: each subpackage is imported on its own.
 """
 
 __all__: list[str] = []

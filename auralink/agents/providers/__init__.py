@@ -34,6 +34,10 @@ The layers, each in its own module:
 * :mod:`~auralink.agents.providers.store`: tenant configs and metered usage in SQLite;
 * :mod:`~auralink.agents.providers.router`: fallback, timeouts, breakers, limits, metering.
 
+Offline providers (:mod:`auralink.agents.speech`: pocketsphinx, a Piper voice) join through
+:class:`~auralink.agents.providers.router.LocalProviders`: they end every tenant's chains, and serve
+a tenant that brings no keys.
+
 Every error is one of :class:`~auralink.errors.ProviderError`'s family (or a
 :class:`~auralink.errors.ConfigError`); httpx's exceptions never escape.
 """

@@ -29,6 +29,16 @@ A :class:`ProviderRouter` serves many tenants. For a call (:meth:`~ProviderRoute
    say what happened at each provider, whose ``retry_after`` says when the soonest one may be back,
    and whose ``__cause__`` is the last provider's error.
 
+**Local providers.** The router may own offline providers (``local=LocalProviders(stt=...,
+tts=..., chat=...)``): any object that speaks the capability's protocol, such as
+:class:`~auralink.agents.speech.PocketSphinxSTT` or :class:`~auralink.agents.speech.PiperTTS`.
+The local provider of a capability ends every tenant's chain of that capability, after the
+tenant's own providers, and is the whole chain of a tenant that names none: a tenant with no keys
+works offline, and a tenant with keys falls back to the embedded default when its providers fail.
+It goes through the same steps as the others (breaker, timeout ``LocalProviders.timeout``,
+metering under its ``name``, and the tenant-wide limits); it has no provider limits of its own. A
+tenant may not name one of its providers like a local provider (:class:`~auralink.errors.ConfigError`).
+
 Errors that are ours rather than a provider's are not swallowed: a
 :class:`~auralink.errors.SealedKeyError` (wrong sealing key) or another
 :class:`~auralink.errors.ConfigError` propagates at once, as does cancellation.
@@ -56,6 +66,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TypeVar
@@ -111,11 +122,12 @@ from auralink.errors import (
     RateLimited,
 )
 
-__all__ = ["ProviderRouter", "is_unhealthy"]
+__all__ = ["LocalProviders", "ProviderRouter", "is_unhealthy"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+C = TypeVar("C", ChatModel, SpeechToText, TextToSpeech)
 
 _DEFAULT_HTTP_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 
@@ -127,6 +139,43 @@ def is_unhealthy(error: ProviderError) -> bool:
 
 def _key(sealer: KeySealer, config: ProviderConfig) -> SecretStr | None:
     return None if config.api_key is None else sealer.unseal(config.api_key)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalProviders:
+    """Offline providers that end every tenant's chain of their capability; see the module docstring."""
+
+    chat: ChatModel | None = None
+    """The local chat model, if any."""
+    stt: SpeechToText | None = None
+    """The local speech to text (``PocketSphinxSTT()``), if any."""
+    tts: TextToSpeech | None = None
+    """The local voice (``PiperTTS()``, ``EspeakTTS()``), if any."""
+    timeout: float = 120.0
+    """Seconds a local call may take, unless the call gives its own ``timeout=``."""
+
+    def of(self, capability: Capability) -> ChatModel | SpeechToText | TextToSpeech | None:
+        """The local provider of ``capability``, if any."""
+        return {"chat": self.chat, "stt": self.stt, "tts": self.tts}[capability]
+
+    def names(self) -> frozenset[str]:
+        """The names of the local providers."""
+        return frozenset(p.name for p in (self.chat, self.stt, self.tts) if p is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Local:
+    """A local provider's place in a chain: what the chain walk reads of a ProviderConfig."""
+
+    name: str
+    timeout: float
+    limits: None = None
+
+
+def _local_client(client: C | None, entry: _Local) -> C:
+    if client is None:  # pragma: no cover - _chain only places a local provider that exists
+        raise ProviderNotConfigured(f"no local provider {entry.name!r}")
+    return client
 
 
 def _period_end(limits: PlanLimits, now: float) -> str:
@@ -151,8 +200,13 @@ class ProviderRouter:
         breaker: BreakerPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        local: LocalProviders | None = None,
     ) -> None:
-        """Construct; opens no sockets. ``http`` is shared by every client (the router closes it only if it made it)."""
+        """Construct; opens no sockets. ``http`` is shared by every client (the router closes it only if it made it).
+
+        ``local`` holds offline providers that end every tenant's chains (see the module docstring).
+        """
+        self._local = local or LocalProviders()
         self._sealer = sealer
         self._store = store
         self._http = http
@@ -199,6 +253,12 @@ class ProviderRouter:
         limited = config.limits is not None or any(p.limits is not None for p in config.providers)
         if limited and self._store is None:
             raise ConfigError(f"tenant {config.tenant_id!r} has plan limits, which need a usage store (store=)")
+        clash = sorted(self._local.names() & {p.name for p in config.providers})
+        if clash:
+            raise ConfigError(
+                f"tenant {config.tenant_id!r} names a provider {clash[0]!r} like a local provider; rename it",
+                "providers",
+            )
         self._forget(config.tenant_id)
         self._tenants[config.tenant_id] = config
 
@@ -244,7 +304,9 @@ class ProviderRouter:
             self._owns_http = True
         return self._http
 
-    def _chat_client(self, tenant: TenantConfig, config: ProviderConfig) -> ChatModel:
+    def _chat_client(self, tenant: TenantConfig, config: ProviderConfig | _Local) -> ChatModel:
+        if isinstance(config, _Local):
+            return _local_client(self._local.chat, config)
         key = (tenant.tenant_id, config.name)
         client = self._chat.get(key)
         if client is None:
@@ -261,7 +323,9 @@ class ProviderRouter:
             )
         return client
 
-    def _stt_client(self, tenant: TenantConfig, config: ProviderConfig) -> SpeechToText:
+    def _stt_client(self, tenant: TenantConfig, config: ProviderConfig | _Local) -> SpeechToText:
+        if isinstance(config, _Local):
+            return _local_client(self._local.stt, config)
         key = (tenant.tenant_id, config.name)
         client = self._stt.get(key)
         if client is None:
@@ -302,7 +366,9 @@ class ProviderRouter:
             self._stt[key] = client
         return client
 
-    def _tts_client(self, tenant: TenantConfig, config: ProviderConfig) -> TextToSpeech:
+    def _tts_client(self, tenant: TenantConfig, config: ProviderConfig | _Local) -> TextToSpeech:
+        if isinstance(config, _Local):
+            return _local_client(self._local.tts, config)
         key = (tenant.tenant_id, config.name)
         client = self._tts.get(key)
         if client is None:
@@ -375,15 +441,24 @@ class ProviderRouter:
 
     # -- the chain ----------------------------------------------------------------------------
 
-    def _chain(self, tenant: TenantConfig, capability: Capability) -> Sequence[ProviderConfig]:
+    def _chain(self, tenant: TenantConfig, capability: Capability) -> Sequence[ProviderConfig | _Local]:
         names = tenant.chains.of(capability)
-        if not names:
+        local = self._local.of(capability)
+        if not names and local is None:
             raise ProviderNotConfigured(f"tenant {tenant.tenant_id!r} has no {capability} provider in its chains")
         providers = [tenant.provider(name) for name in names]
-        return [p for p in providers if p is not None]
+        chain: list[ProviderConfig | _Local] = [p for p in providers if p is not None]
+        if local is not None:
+            chain.append(_Local(local.name, self._local.timeout))
+        return chain
 
     def _admit(
-        self, tenant: TenantConfig, config: ProviderConfig, pending: Usage, reasons: list[str], waits: list[float]
+        self,
+        tenant: TenantConfig,
+        config: ProviderConfig | _Local,
+        pending: Usage,
+        reasons: list[str],
+        waits: list[float],
     ) -> CircuitBreaker | None:
         """Steps 2a and 2b: the breaker to report to if the provider may be called, else None."""
         over = self._check_limits(tenant, config.limits, config.name, pending)
@@ -405,7 +480,7 @@ class ProviderRouter:
     def _failed(
         self,
         tenant: TenantConfig,
-        config: ProviderConfig,
+        config: ProviderConfig | _Local,
         breaker: CircuitBreaker,
         error: ProviderError,
         *,
@@ -438,7 +513,7 @@ class ProviderRouter:
             error,
         )
 
-    def _succeeded(self, tenant: TenantConfig, config: ProviderConfig, breaker: CircuitBreaker) -> None:
+    def _succeeded(self, tenant: TenantConfig, config: ProviderConfig | _Local, breaker: CircuitBreaker) -> None:
         now = self._clock()
         if breaker.state(now) is not BreakerState.CLOSED:
             logger.info("tenant %s: circuit of %s closed again", tenant.tenant_id, config.name)
@@ -450,7 +525,7 @@ class ProviderRouter:
         capability: Capability,
         pending: Usage,
         timeout: float | None,
-        attempt: Callable[[ProviderConfig], Awaitable[tuple[T, Usage]]],
+        attempt: Callable[[ProviderConfig | _Local], Awaitable[tuple[T, Usage]]],
     ) -> T:
         chain = self._chain(tenant, capability)
         over = self._check_limits(tenant, tenant.limits, None, pending)
@@ -506,7 +581,7 @@ class ProviderRouter:
         tenant = self.tenant(tenant_id)
         request = ChatRequest(tuple(messages), None, temperature, max_tokens)
 
-        async def attempt(config: ProviderConfig) -> tuple[ChatResult, Usage]:
+        async def attempt(config: ProviderConfig | _Local) -> tuple[ChatResult, Usage]:
             result = await self._chat_client(tenant, config).complete(request)
             return result, result.usage
 
@@ -528,7 +603,7 @@ class ProviderRouter:
         tenant = self.tenant(tenant_id)
         info = wav_info(audio)
 
-        async def attempt(config: ProviderConfig) -> tuple[Transcript, Usage]:
+        async def attempt(config: ProviderConfig | _Local) -> tuple[Transcript, Usage]:
             client = self._stt_client(tenant, config)
             result = await client.transcribe(audio, content_type=content_type, language=language)
             return result, result.usage
@@ -540,7 +615,7 @@ class ProviderRouter:
         """Speech from the first provider of the tenant's tts chain that answers, in its configured voice."""
         tenant = self.tenant(tenant_id)
 
-        async def attempt(config: ProviderConfig) -> tuple[SpeechAudio, Usage]:
+        async def attempt(config: ProviderConfig | _Local) -> tuple[SpeechAudio, Usage]:
             result = await self._tts_client(tenant, config).synthesize(text)
             return result, result.usage
 
