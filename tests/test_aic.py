@@ -13,13 +13,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from auralink.aic import (
+    AnalyticRateModel,
     EncoderSettings,
     FeatureExtractor,
     FrameStats,
     HintEngine,
     Mode,
     NetworkStats,
+    RateQualityModel,
     extract_features,
+    load_rate_model,
     usable_bandwidth,
 )
 from auralink.errors import LocalProtocolError
@@ -279,16 +282,25 @@ network_stats = st.builds(
     bandwidth_bps=st.floats(0.0, 20e6),
 )
 modes = st.sampled_from(list(Mode))
+ANALYTIC = AnalyticRateModel()
+TRAINED = load_rate_model()
+models = st.sampled_from([ANALYTIC, TRAINED])
+"""The properties hold for the analytic placeholder and for the trained model shipped in the package."""
 
 
-def bitrate(mode: Mode, frame: FrameStats, net: NetworkStats) -> int:
+def bitrate(mode: Mode, frame: FrameStats, net: NetworkStats, model: RateQualityModel = ANALYTIC) -> int:
     """The target of a fresh engine (no hysteresis history)."""
-    return HintEngine(mode).hint(frame, net, now=0.0).target_bitrate_bps
+    return HintEngine(mode, model=model).hint(frame, net, now=0.0).target_bitrate_bps
 
 
-@given(modes, frame_stats, network_stats, network_stats)
+def analytic_engine(mode: Mode = Mode.ADAPTIVE, **kwargs: float) -> HintEngine:
+    """An engine on the analytic model, whose numbers the example-based tests below were written against."""
+    return HintEngine(mode, model=ANALYTIC, **kwargs)  # type: ignore[arg-type]
+
+
+@given(modes, frame_stats, network_stats, network_stats, models)
 def test_worse_network_never_raises_the_bitrate(
-    mode: Mode, frame: FrameStats, net: NetworkStats, other: NetworkStats
+    mode: Mode, frame: FrameStats, net: NetworkStats, other: NetworkStats, model: RateQualityModel
 ) -> None:
     worse = NetworkStats(
         rtt_s=max(net.rtt_s, other.rtt_s),
@@ -296,12 +308,12 @@ def test_worse_network_never_raises_the_bitrate(
         jitter_s=max(net.jitter_s, other.jitter_s),
         bandwidth_bps=min(net.bandwidth_bps, other.bandwidth_bps),
     )
-    assert bitrate(mode, frame, worse) <= bitrate(mode, frame, net)
+    assert bitrate(mode, frame, worse, model) <= bitrate(mode, frame, net, model)
 
 
-@given(modes, frame_stats, network_stats, st.floats(0.0, 100.0), st.floats(0.0, 50.0))
-def test_more_complex_content_never_lowers_the_bitrate(
-    mode: Mode, frame: FrameStats, net: NetworkStats, more_si: float, more_ti: float
+@given(modes, frame_stats, network_stats, st.floats(0.0, 100.0), st.floats(0.0, 50.0), models)
+def test_more_complex_content_never_lowers_the_bitrate(  # noqa: PLR0917 - one argument per Hypothesis strategy
+    mode: Mode, frame: FrameStats, net: NetworkStats, more_si: float, more_ti: float, model: RateQualityModel
 ) -> None:
     harder = FrameStats(
         width=frame.width,
@@ -312,43 +324,43 @@ def test_more_complex_content_never_lowers_the_bitrate(
         motion=frame.motion,
         scene_change=frame.scene_change,
     )
-    assert bitrate(mode, harder, net) >= bitrate(mode, frame, net)
+    assert bitrate(mode, harder, net, model) >= bitrate(mode, frame, net, model)
 
 
-@given(frame_stats, network_stats)
-def test_modes_are_ordered(frame: FrameStats, net: NetworkStats) -> None:
-    rates = [bitrate(mode, frame, net) for mode in MODES_LOW_TO_HIGH]
+@given(frame_stats, network_stats, models)
+def test_modes_are_ordered(frame: FrameStats, net: NetworkStats, model: RateQualityModel) -> None:
+    rates = [bitrate(mode, frame, net, model) for mode in MODES_LOW_TO_HIGH]
     assert rates == sorted(rates)
 
 
-@given(modes, frame_stats, network_stats)
+@given(modes, frame_stats, network_stats, models)
 def test_hint_never_exceeds_usable_bandwidth_and_is_well_formed(
-    mode: Mode, frame: FrameStats, net: NetworkStats
+    mode: Mode, frame: FrameStats, net: NetworkStats, model: RateQualityModel
 ) -> None:
-    hint = HintEngine(mode).hint(frame, net, now=10.0)
+    hint = HintEngine(mode, model=model).hint(frame, net, now=10.0)
     assert hint.target_bitrate_bps <= usable_bandwidth(net)
     assert usable_bandwidth(net) <= net.bandwidth_bps * (1 - net.loss)
     assert 0.0 < hint.resolution_scale <= 1.0
     assert 0.0 < hint.fps <= frame.fps
     assert 0.0 <= hint.predicted_quality <= 100.0
-    assert 0.0 <= hint.confidence <= 0.5
+    assert 0.0 <= hint.confidence <= model.confidence <= 1.0
     assert hint.mode is mode
     assert hint.deadline == pytest.approx(10.05)
 
 
-@given(modes, st.lists(st.tuples(frame_stats, network_stats), min_size=2, max_size=8))
+@given(modes, st.lists(st.tuples(frame_stats, network_stats), min_size=2, max_size=8), models)
 def test_hysteresis_never_keeps_a_bitrate_the_network_cannot_carry(
-    mode: Mode, steps: list[tuple[FrameStats, NetworkStats]]
+    mode: Mode, steps: list[tuple[FrameStats, NetworkStats]], model: RateQualityModel
 ) -> None:
-    engine = HintEngine(mode)
+    engine = HintEngine(mode, model=model)
     for now, (frame, net) in enumerate(steps):
         assert engine.hint(frame, net, float(now)).target_bitrate_bps <= usable_bandwidth(net)
 
 
 def test_a_poor_network_scales_resolution_down() -> None:
     sports = FrameStats(width=640, height=480, fps=30.0, spatial_information=80.0, temporal_information=40.0)
-    rich = HintEngine(Mode.ADAPTIVE).hint(sports, GOOD_NETWORK, now=0.0)
-    poor = HintEngine(Mode.ADAPTIVE).hint(sports, NetworkStats(0.05, 0.02, 0.005, 150_000), now=0.0)
+    rich = analytic_engine(Mode.ADAPTIVE).hint(sports, GOOD_NETWORK, now=0.0)
+    poor = analytic_engine(Mode.ADAPTIVE).hint(sports, NetworkStats(0.05, 0.02, 0.005, 150_000), now=0.0)
     assert rich.resolution_scale == 1.0
     assert poor.resolution_scale < 1.0
     assert poor.predicted_quality < rich.predicted_quality
@@ -360,20 +372,23 @@ def test_still_content_costs_less_than_motion() -> None:
 
 
 def test_bitrate_stays_within_engine_limits() -> None:
-    engine = HintEngine(Mode.CONSERVATIVE, min_bitrate=300_000, max_bitrate=600_000)
+    engine = analytic_engine(Mode.CONSERVATIVE, min_bitrate=300_000, max_bitrate=600_000)
     sports = FrameStats(width=1920, height=1080, fps=60.0, spatial_information=150.0, temporal_information=80.0)
     flat = FrameStats(width=176, height=144, fps=10.0, spatial_information=0.0, temporal_information=0.0)
     assert engine.hint(sports, GOOD_NETWORK, 0.0).target_bitrate_bps == 600_000
-    assert HintEngine(Mode.AGGRESSIVE, min_bitrate=300_000).hint(flat, GOOD_NETWORK, 0.0).target_bitrate_bps == 300_000
+    assert (
+        analytic_engine(Mode.AGGRESSIVE, min_bitrate=300_000).hint(flat, GOOD_NETWORK, 0.0).target_bitrate_bps
+        == 300_000
+    )
 
 
 def test_hint_ids_increase() -> None:
-    engine = HintEngine()
+    engine = analytic_engine()
     assert [engine.hint(TALKING_HEAD, GOOD_NETWORK, now).hint_id for now in (0.0, 0.033, 0.066)] == [0, 1, 2]
 
 
 def test_stale_hint_falls_back_to_native_settings_and_is_counted() -> None:
-    engine = HintEngine(Mode.ADAPTIVE, deadline=0.05)
+    engine = analytic_engine(Mode.ADAPTIVE, deadline=0.05)
     native = EncoderSettings(bitrate_bps=500_000, resolution_scale=1.0, fps=30.0)
     now = 100.0
     hint = engine.hint(TALKING_HEAD, GOOD_NETWORK, now)
@@ -391,14 +406,14 @@ def test_stale_hint_falls_back_to_native_settings_and_is_counted() -> None:
 
 
 def test_custom_deadline_is_honoured() -> None:
-    engine = HintEngine(deadline=0.2)
+    engine = analytic_engine(deadline=0.2)
     hint = engine.hint(TALKING_HEAD, GOOD_NETWORK, now=5.0)
     assert engine.is_fresh(hint, 5.19)
     assert not engine.is_fresh(hint, 5.21)
 
 
 def test_small_changes_keep_the_previous_bitrate() -> None:
-    engine = HintEngine(Mode.ADAPTIVE)
+    engine = analytic_engine(Mode.ADAPTIVE)
     first = engine.hint(TALKING_HEAD, GOOD_NETWORK, 0.0)
     busier = FrameStats(width=640, height=480, fps=30.0, spatial_information=42.0, temporal_information=5.3)
     assert 0 < bitrate(Mode.ADAPTIVE, busier, GOOD_NETWORK) - first.target_bitrate_bps < 0.1 * first.target_bitrate_bps
@@ -408,7 +423,7 @@ def test_small_changes_keep_the_previous_bitrate() -> None:
 
 
 def test_large_changes_pass_through_hysteresis() -> None:
-    engine = HintEngine(Mode.ADAPTIVE)
+    engine = analytic_engine(Mode.ADAPTIVE)
     first = engine.hint(TALKING_HEAD, GOOD_NETWORK, 0.0)
     busy = FrameStats(width=640, height=480, fps=30.0, spatial_information=60.0, temporal_information=15.0)
     second = engine.hint(busy, GOOD_NETWORK, 0.033)
@@ -417,7 +432,7 @@ def test_large_changes_pass_through_hysteresis() -> None:
 
 
 def test_hysteresis_yields_when_the_budget_drops_below_the_previous_bitrate() -> None:
-    engine = HintEngine(Mode.ADAPTIVE)
+    engine = analytic_engine(Mode.ADAPTIVE)
     first = engine.hint(TALKING_HEAD, GOOD_NETWORK, 0.0)
     squeezed = NetworkStats(
         0.05,
@@ -431,7 +446,7 @@ def test_hysteresis_yields_when_the_budget_drops_below_the_previous_bitrate() ->
 
 
 def test_fallback_becomes_the_hysteresis_reference() -> None:
-    engine = HintEngine(Mode.ADAPTIVE)
+    engine = analytic_engine(Mode.ADAPTIVE)
     hint = engine.hint(TALKING_HEAD, GOOD_NETWORK, 0.0)
     native = EncoderSettings(bitrate_bps=int(hint.target_bitrate_bps * 1.05), resolution_scale=1.0, fps=30.0)
     engine.apply_or_native(hint, 1.0, native)
@@ -441,7 +456,7 @@ def test_fallback_becomes_the_hysteresis_reference() -> None:
 def test_predicted_quality_meets_the_mode_target_on_a_good_network() -> None:
     targets = {Mode.AGGRESSIVE: 80.0, Mode.ADAPTIVE: 87.0, Mode.CONSERVATIVE: 93.0}
     for mode, quality in targets.items():
-        assert HintEngine(mode).hint(TALKING_HEAD, GOOD_NETWORK, 0.0).predicted_quality == pytest.approx(
+        assert analytic_engine(mode).hint(TALKING_HEAD, GOOD_NETWORK, 0.0).predicted_quality == pytest.approx(
             quality, abs=0.5
         )
     assert math.isfinite(usable_bandwidth(GOOD_NETWORK))

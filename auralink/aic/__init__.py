@@ -5,10 +5,15 @@ Two pure cores, no I/O and no clock:
 * :mod:`auralink.aic.features` measures frames: P.910 spatial and temporal information, motion and
   cuts, from downscaled luma with numpy.
 * :mod:`auralink.aic.engine` turns those measures and the network statistics into a :class:`Hint`
-  with a deadline, through a rate-quality model (for now a documented analytic placeholder), and
-  falls back to native encoder settings when a hint arrives late.
+  with a deadline, through a rate-quality model, and falls back to native encoder settings when a
+  hint arrives late.
 
-The aiortc adapter, the trained model and the evaluation harness of issue 6 are not here yet.
+:mod:`auralink.aic.model` loads the rate-quality model trained on aiortc VP8 encodes
+(``rate_model.npz``, made by ``benchmarks/aic/train.py``); the engine falls back to the analytic
+placeholder if the file cannot be used. :mod:`auralink.aic.controller` is the aiortc adapter: it
+drives a live sender's VP8 encoder and track; it needs aiortc (the ``calls`` extra), so it is not
+imported here. :mod:`auralink.aic.errors` holds the exception tree.
+
 numpy is an optional dependency (the ``aic`` extra); importing this package without it says so.
 """
 
@@ -27,9 +32,12 @@ from auralink.aic.engine import (
     RateQualityModel,
     usable_bandwidth,
 )
+from auralink.aic.errors import AICError, RateModelError, UnsupportedEncoder
 from auralink.aic.features import FeatureExtractor, FrameStats, extract_features
+from auralink.aic.model import TrainedRateModel, default_rate_model, load_rate_model
 
 __all__ = [
+    "AICError",
     "AnalyticRateModel",
     "EncoderSettings",
     "FeatureExtractor",
@@ -38,7 +46,12 @@ __all__ = [
     "HintEngine",
     "Mode",
     "NetworkStats",
+    "RateModelError",
     "RateQualityModel",
+    "TrainedRateModel",
+    "UnsupportedEncoder",
+    "default_rate_model",
     "extract_features",
+    "load_rate_model",
     "usable_bandwidth",
 ]

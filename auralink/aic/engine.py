@@ -15,8 +15,8 @@ Choosing settings
    second, where ``headroom`` shrinks from 0.9 as RTT and jitter grow (queues are building), down to
    a floor of 0.45 (:func:`usable_bandwidth`). No hint ever asks for more, whatever the mode, the
    content, the floor ``min_bitrate`` or the hysteresis.
-2. **Demand.** Each :class:`Mode` aims at a quality (VMAF-like, 0..100): aggressive the lowest,
-   conservative the highest (:data:`MODE_QUALITY`). For every rung of a small ladder of resolution
+2. **Demand.** Each :class:`Mode` aims at a quality in the rate model's unit: aggressive the
+   lowest, conservative the highest (the model's ``quality_targets``). For every rung of a small ladder of resolution
    scales and frame rates, the rate model says how many bits reach that quality; the cheapest rung
    wins. The demand is clamped to ``[min_bitrate, max_bitrate]``.
 3. **Target** = ``min(demand, usable)``. When the budget (or the floor) sets the target, the engine
@@ -40,10 +40,16 @@ apply instead, and :attr:`HintEngine.fallbacks` counts it for metrics.
 
 The rate model
 --------------
+A :class:`RateQualityModel` says how many bits reach a quality, and what quality a bitrate buys;
+it also names its quality unit's target per mode (``quality_targets``) and how far to trust it
+(``confidence``, the ceiling of each hint's confidence). By default the engine uses
+:func:`auralink.aic.model.default_rate_model`: the model trained on VP8 encodes and shipped as
+``rate_model.npz`` (PSNR-Y in dB, see :mod:`auralink.aic.model`), or, if that file is missing or
+corrupt, :class:`AnalyticRateModel`.
+
 :class:`AnalyticRateModel` is a **placeholder**: a hand-written, monotone analytic model with
-plausible constants, not fitted to any encode. The trained model of issue 6 (item 2) will replace
-it behind the same :class:`RateQualityModel` interface, passed as ``model=``. Until then, treat its
-bitrates and predicted qualities as rough, which is why its confidence never exceeds 0.5. Its form:
+plausible constants, not fitted to any encode, in a VMAF-like 0..100 unit. Treat its bitrates and
+predicted qualities as rough, which is why its confidence is 0.5. Its form:
 
 * complexity ``c = (0.5 + SI / 100) * (1 + TI / 10) ** 0.8``;
 * codec quality at bitrate ``R``, scored at the coded size:
@@ -61,6 +67,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -180,7 +187,7 @@ class Hint:
     fps: float
     """Frame rate to send, in frames per second."""
     predicted_quality: float
-    """Expected VMAF-like quality, 0..100, scored at the source resolution and frame rate."""
+    """Expected quality, 0..100, in the rate model's unit (PSNR-Y dB for the trained model), at source size and rate."""
     confidence: float
     """How much to trust ``predicted_quality``, 0..1."""
     issued_at: float
@@ -202,6 +209,16 @@ def usable_bandwidth(net: NetworkStats) -> float:
 
 class RateQualityModel(Protocol):
     """What the engine asks of a rate-quality model; the trained model will implement the same."""
+
+    @property
+    def quality_targets(self) -> Mapping[Mode, float]:
+        """The quality, in this model's unit, each mode aims for."""
+        ...
+
+    @property
+    def confidence(self) -> float:
+        """How far predictions can be trusted, 0..1: the ceiling of a hint's confidence."""
+        ...
 
     def required_bitrate(self, frame: FrameStats, quality: float, scale: float, fps: float) -> float:
         """Bits per second to reach ``quality`` (at source size and rate), or ``math.inf`` if out of reach.
@@ -231,6 +248,16 @@ class AnalyticRateModel:
     """Quality points lost by coding at scale 0 a frame of very high SI."""
     fps_penalty: float = 60.0
     """Quality points lost by sending no frames of a clip of very high TI (the limit of judder)."""
+
+    @property
+    def quality_targets(self) -> Mapping[Mode, float]:
+        """:data:`MODE_QUALITY`, VMAF-like."""
+        return MODE_QUALITY
+
+    @property
+    def confidence(self) -> float:
+        """0.5: the placeholder is not fitted to any encode."""
+        return 0.5
 
     @staticmethod
     def complexity(frame: FrameStats) -> float:
@@ -306,7 +333,11 @@ class HintEngine:
         if self._min > self._max:
             raise LocalProtocolError(f"min_bitrate {min_bitrate} is above max_bitrate {max_bitrate}")
         self._hysteresis = _check_finite(hysteresis, "hysteresis", high=1.0)
-        self._model: RateQualityModel = model if model is not None else AnalyticRateModel()
+        if model is None:
+            from auralink.aic.model import default_rate_model  # noqa: PLC0415 - model.py imports this module
+
+            model = default_rate_model()
+        self._model: RateQualityModel = model
         self._next_id = 0
         self._last: EncoderSettings | None = None
         self.fallbacks = 0
@@ -316,7 +347,7 @@ class HintEngine:
         """Choose settings for the next frames; the hint is valid until ``now + deadline``."""
         now = _check_finite(now, "now", low=-math.inf)
         budget = min(usable_bandwidth(net), self._max)
-        quality = MODE_QUALITY[self.mode]
+        quality = self._model.quality_targets[self.mode]
         rungs = _rungs(frame)
         demand, scale, fps = math.inf, 1.0, frame.fps
         for rung_scale, rung_fps in rungs:
@@ -354,10 +385,14 @@ class HintEngine:
         self._next_id += 1
         return hint
 
-    @staticmethod
-    def _confidence(frame: FrameStats, net: NetworkStats) -> float:
-        """At most 0.5 while the rate model is the uncalibrated placeholder; less on cuts and rough paths."""
-        confidence = 0.5
+    @property
+    def model(self) -> RateQualityModel:
+        """The rate-quality model in use."""
+        return self._model
+
+    def _confidence(self, frame: FrameStats, net: NetworkStats) -> float:
+        """The model's confidence; less on cuts and rough paths."""
+        confidence = min(1.0, max(0.0, self._model.confidence))
         if frame.scene_change:
             confidence *= 0.5
         confidence *= 1.0 - net.loss

@@ -1,0 +1,388 @@
+"""The aiortc adapter of AIC: hints drive a live video sender's VP8 encoder and its track.
+
+Theory of operation
+===================
+
+aiortc 1.16 has no public bitrate API, so this module works through three seams, each checked by a
+test against the real classes:
+
+* **The encoder** is the private ``sender._RTCRtpSender__encoder``. aiortc creates it lazily, right
+  after the track's ``recv()`` returns the first frame, so the controller adopts it on the next
+  frame. Until then (and for any encoder that is not a ``Vp8Encoder``) aiortc's native behaviour
+  stays in force.
+* **Limits per encoder.** ``Vp8Encoder.target_bitrate`` clamps to the module globals
+  ``MIN_BITRATE``/``MAX_BITRATE`` (250 kbps to 1.5 Mbps). Changing those globals would change every
+  call in the process, so instead the adopted encoder's class is switched to
+  :class:`ControlledVp8Encoder`, a subclass whose own limits (``floor``/``ceiling``) apply to that
+  one instance. Its ``target_bitrate`` setter is what aiortc's REMB handler calls: the subclass
+  records the receiver's estimate (:attr:`ControlledVp8Encoder.remb_bps`) instead of applying it,
+  and the controller uses it as the network's bandwidth estimate, which no target ever exceeds.
+* **Resolution and frame rate** are applied in the track (:class:`AICVideoTrack`), since aiortc
+  has no ``scaleResolutionDownBy``: frames are dropped to the hinted rate and scaled with
+  ``VideoFrame.reformat``. Every frame's ``pict_type`` is reset, so frames decoded from files or
+  FFmpeg sources, which arrive marked as keyframes, are not all coded as keyframes.
+
+Hysteresis. aiortc re-creates the encoder, and so forces a keyframe, whenever the target moves by
+more than 10% from the coded bitrate. The hint engine already keeps its previous settings for
+changes within its hysteresis; the controller in addition writes a new target only when it moves by
+more than ``hysteresis`` from the encoder's current one, or when the current one is above the
+network's estimate. Each write that re-creates the encoder is counted in
+:attr:`AICMetrics.bitrate_changes`.
+
+Deadline. Each hint goes through :meth:`HintEngine.apply_or_native` at the moment it is applied: a
+hint older than its deadline (50 ms by default, as when feature extraction stalls or a remote hint
+arrives late) is dropped, aiortc's native settings apply (the last REMB, or aiortc's 500 kbps start,
+clamped to aiortc's limits and, as always, to the network's estimate; full size and rate), and
+:attr:`AICMetrics.fallbacks` counts it.
+
+This is an adapter, not a core: it takes a ``clock`` (monotonic seconds, injectable for tests) and
+runs inside aiortc's sender task, on the event loop. The per-frame work is feature extraction
+(about a millisecond at 640x480) and a hint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+import numpy.typing as npt
+
+from auralink.aic.engine import DEFAULT_HYSTERESIS, EncoderSettings, Hint, HintEngine, NetworkStats
+from auralink.aic.errors import UnsupportedEncoder
+from auralink.aic.features import FeatureExtractor
+from auralink.errors import LocalProtocolError
+
+try:
+    from aiortc.codecs import vpx
+    from aiortc.mediastreams import MediaStreamTrack
+    from av import VideoFrame
+    from av.frame import Frame
+    from av.video.frame import PictureType
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError("auralink.aic.controller needs aiortc; install it with: pip install 'auralink[calls]'") from exc
+
+__all__ = [
+    "AICController",
+    "AICMetrics",
+    "AICVideoTrack",
+    "ControlledVp8Encoder",
+    "adopt_encoder",
+    "set_encoder_bitrate",
+]
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+_TARGET_ATTRIBUTE = "_Vp8Encoder__target_bitrate"
+"""Where ``Vp8Encoder`` keeps its target (its ``__target_bitrate``, name-mangled)."""
+_ENCODER_ATTRIBUTE = "_RTCRtpSender__encoder"
+"""Where ``RTCRtpSender`` keeps its encoder (its ``__encoder``, name-mangled)."""
+DEFAULT_FLOOR_BPS = 30_000
+"""Lowest target the controller writes to an adopted encoder."""
+DEFAULT_CEILING_BPS = 4_000_000
+"""Highest target the controller writes to an adopted encoder."""
+
+
+def set_encoder_bitrate(encoder: vpx.Vp8Encoder, bitrate_bps: int, *, floor: int, ceiling: int) -> int:
+    """Set one ``Vp8Encoder``'s target within ``[floor, ceiling]``, bypassing aiortc's global clamp.
+
+    Returns the target written. Only this instance is affected; aiortc's ``MIN_BITRATE`` and
+    ``MAX_BITRATE`` are left alone. The encoder applies it (re-creating its codec) on the next frame
+    if it differs from the coded bitrate by more than 10%.
+    """
+    if not isinstance(encoder, vpx.Vp8Encoder):
+        raise UnsupportedEncoder(type(encoder).__name__)
+    if not 0 < floor <= ceiling:
+        raise LocalProtocolError(f"encoder limits must satisfy 0 < floor <= ceiling, not {floor}, {ceiling}")
+    target = int(min(max(int(bitrate_bps), floor), ceiling))
+    setattr(encoder, _TARGET_ATTRIBUTE, target)
+    return target
+
+
+class ControlledVp8Encoder(vpx.Vp8Encoder):
+    """aiortc's ``Vp8Encoder`` with limits of its own, whose REMB writes are recorded rather than applied.
+
+    Instances are made by :func:`adopt_encoder`, which switches a live encoder's class, so the codec
+    context and picture id it already has are kept.
+    """
+
+    floor: int
+    """Lowest target this encoder accepts, bits per second."""
+    ceiling: int
+    """Highest target this encoder accepts, bits per second."""
+    remb_bps: int | None
+    """The receiver's latest REMB estimate, unclamped, or None before the first."""
+
+    @property
+    def target_bitrate(self) -> int:
+        """Target bitrate in bits per second (what the next frame is coded at)."""
+        value: int = getattr(self, _TARGET_ATTRIBUTE)
+        return value
+
+    @target_bitrate.setter
+    def target_bitrate(self, bitrate: int) -> None:
+        # aiortc's RTCRtpSender calls this with each REMB; AIC owns the target, so only record it.
+        self.remb_bps = int(bitrate)
+
+    def set_target(self, bitrate_bps: int) -> int:
+        """Set the target within this encoder's own limits; returns the value written."""
+        return set_encoder_bitrate(self, bitrate_bps, floor=self.floor, ceiling=self.ceiling)
+
+
+def adopt_encoder(
+    encoder: object, *, floor: int = DEFAULT_FLOOR_BPS, ceiling: int = DEFAULT_CEILING_BPS
+) -> ControlledVp8Encoder:
+    """Put a live ``Vp8Encoder`` under AIC control, with per-encoder limits; idempotent.
+
+    Raises :class:`UnsupportedEncoder` for any other encoder (H.264, Opus, a subclass of unknown
+    behaviour).
+    """
+    if not 0 < floor <= ceiling:
+        raise LocalProtocolError(f"encoder limits must satisfy 0 < floor <= ceiling, not {floor}, {ceiling}")
+    if type(encoder) is vpx.Vp8Encoder:
+        encoder.__class__ = ControlledVp8Encoder
+        assert isinstance(encoder, ControlledVp8Encoder)
+        encoder.remb_bps = None
+    elif not isinstance(encoder, ControlledVp8Encoder):
+        raise UnsupportedEncoder(type(encoder).__name__)
+    encoder.floor, encoder.ceiling = floor, ceiling
+    return encoder
+
+
+@dataclass(frozen=True, slots=True)
+class AICMetrics:
+    """A snapshot of what an :class:`AICController` did."""
+
+    frames_in: int
+    """Frames read from the source track."""
+    frames_sent: int
+    """Frames passed on to the encoder."""
+    frames_dropped: int
+    """Frames dropped to meet the hinted frame rate."""
+    hints: int
+    """Hints made."""
+    fallbacks: int
+    """Hints dropped as stale, so that native settings applied instead."""
+    bitrate_changes: int
+    """Targets written to the encoder (each re-creates it and forces a keyframe)."""
+    unsupported_encoder: bool
+    """Whether the sender's encoder could not be driven (its bitrate then stays aiortc's)."""
+    target_bitrate_bps: int | None
+    """The encoder's current target, or None before it exists."""
+    remb_bps: int | None
+    """The receiver's latest REMB estimate, or None before the first."""
+    last_hint: Hint | None
+    """The latest hint."""
+
+
+class AICController:
+    """Drives one aiortc video sender from a :class:`HintEngine`; see the module docstring.
+
+    Use::
+
+        controller = AICController(HintEngine(Mode.ADAPTIVE))
+        sender = pc.addTrack(controller.wrap(camera_track))
+        controller.attach(sender)
+
+    Feed RTT, loss and jitter with :meth:`update_network` when they are known (for example from
+    ``sender.getStats()``); the bandwidth used is the lower of that estimate and the receiver's REMB.
+    """
+
+    def __init__(
+        self,
+        engine: HintEngine | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        network: NetworkStats | None = None,
+        floor_bps: int = DEFAULT_FLOOR_BPS,
+        ceiling_bps: int = DEFAULT_CEILING_BPS,
+        hysteresis: float = DEFAULT_HYSTERESIS,
+    ) -> None:
+        if not 0 < floor_bps <= ceiling_bps:
+            raise LocalProtocolError(f"floor_bps and ceiling_bps must satisfy 0 < floor <= ceiling: {floor_bps}")
+        if not 0.0 <= hysteresis <= 1.0:
+            raise LocalProtocolError(f"hysteresis must lie in [0, 1], not {hysteresis!r}")
+        self.engine = engine if engine is not None else HintEngine()
+        """The hint engine; its ``mode`` may be changed at any time."""
+        self._clock = clock
+        # Before any REMB, assume what aiortc itself starts at.
+        self._network = network or NetworkStats(rtt_s=0.05, loss=0.0, jitter_s=0.0, bandwidth_bps=vpx.DEFAULT_BITRATE)
+        self._floor, self._ceiling, self._hysteresis = floor_bps, ceiling_bps, hysteresis
+        self._sender: object | None = None
+        self._encoder: ControlledVp8Encoder | None = None
+        self._unsupported = False
+        self._extractor = FeatureExtractor()
+        self._frames_in = self._frames_sent = self._frames_dropped = 0
+        self._hints = self._bitrate_changes = 0
+        self._last_hint: Hint | None = None
+        self._next_due: float | None = None
+        self._last_time: float | None = None
+        self._source_fps = 30.0
+
+    # --- wiring -------------------------------------------------------------------------------------------
+
+    def wrap(self, source: MediaStreamTrack) -> AICVideoTrack:
+        """A track that reads ``source`` and sends it at the hinted size and rate."""
+        return AICVideoTrack(source, self)
+
+    def attach(self, sender: object) -> None:
+        """Drive the encoder of ``sender`` (an ``RTCRtpSender``) once aiortc has created it."""
+        self._sender = sender
+        self._encoder = None
+        self._unsupported = False
+
+    def update_network(self, stats: NetworkStats) -> None:
+        """The latest RTT, loss, jitter and bandwidth estimate of the path."""
+        if not isinstance(stats, NetworkStats):
+            raise LocalProtocolError(f"update_network takes NetworkStats, not {type(stats).__name__}")
+        self._network = stats
+
+    @property
+    def network(self) -> NetworkStats:
+        """What the engine is told: the latest stats, with bandwidth capped by the receiver's REMB."""
+        remb = self._encoder.remb_bps if self._encoder is not None else None
+        if remb is None or remb >= self._network.bandwidth_bps:
+            return self._network
+        n = self._network
+        return NetworkStats(rtt_s=n.rtt_s, loss=n.loss, jitter_s=n.jitter_s, bandwidth_bps=float(remb))
+
+    def metrics(self) -> AICMetrics:
+        """A snapshot of the counters."""
+        encoder = self._encoder
+        return AICMetrics(
+            frames_in=self._frames_in,
+            frames_sent=self._frames_sent,
+            frames_dropped=self._frames_dropped,
+            hints=self._hints,
+            fallbacks=self.engine.fallbacks,
+            bitrate_changes=self._bitrate_changes,
+            unsupported_encoder=self._unsupported,
+            target_bitrate_bps=encoder.target_bitrate if encoder is not None else None,
+            remb_bps=encoder.remb_bps if encoder is not None else None,
+            last_hint=self._last_hint,
+        )
+
+    # --- per frame ----------------------------------------------------------------------------------------
+
+    def process(self, frame: VideoFrame) -> VideoFrame | None:
+        """Measure ``frame``, make and apply a hint; the frame to send, or None to drop it."""
+        self._frames_in += 1
+        seconds = self._frame_time(frame)
+        luma = _luma(frame)
+        stats = self._extractor.push(luma, self._source_fps)
+        network = self.network
+        hint = self.engine.hint(stats, network, self._clock())
+        self._hints += 1
+        self._last_hint = hint
+        native = self._native()
+        settings = self.engine.apply_or_native(hint, self._clock(), native)
+        self._apply_bitrate(settings.bitrate_bps, network)
+        if not self._due(seconds, settings.fps):
+            self._frames_dropped += 1
+            return None
+        out = frame
+        if settings.resolution_scale < 1.0:
+            width = max(2, round(frame.width * settings.resolution_scale / 2) * 2)
+            height = max(2, round(frame.height * settings.resolution_scale / 2) * 2)
+            out = frame.reformat(width=width, height=height)
+            out.pts, out.time_base = frame.pts, frame.time_base
+        out.pict_type = PictureType.NONE
+        self._frames_sent += 1
+        return out
+
+    def _native(self) -> EncoderSettings:
+        """What aiortc would do by itself: the last REMB (else its 500 kbps start) within its global limits."""
+        remb = self._encoder.remb_bps if self._encoder is not None else None
+        wanted = vpx.DEFAULT_BITRATE if remb is None else remb
+        bitrate = int(min(max(wanted, vpx.MIN_BITRATE), vpx.MAX_BITRATE))
+        return EncoderSettings(bitrate_bps=bitrate, resolution_scale=1.0, fps=self._source_fps)
+
+    def _frame_time(self, frame: VideoFrame) -> float | None:
+        """The frame's timestamp in seconds; also tracks the source frame rate."""
+        if frame.pts is None or frame.time_base is None:
+            return None
+        seconds = float(frame.pts * Fraction(frame.time_base))
+        if self._last_time is not None and seconds > self._last_time:
+            instant = 1.0 / (seconds - self._last_time)
+            self._source_fps = min(240.0, self._source_fps + 0.2 * (instant - self._source_fps))
+        self._last_time = seconds
+        return seconds
+
+    def _due(self, seconds: float | None, fps: float) -> bool:
+        if seconds is None or fps >= self._source_fps * 0.999:
+            self._next_due = None
+            return True
+        interval = 1.0 / fps
+        # Half a source interval of tolerance, so 15 of 30 fps keeps exactly every second frame.
+        if self._next_due is None or seconds >= self._next_due - 0.5 / self._source_fps:
+            self._next_due = (seconds if self._next_due is None else max(seconds, self._next_due)) + interval
+            return True
+        return False
+
+    def _adopted(self) -> ControlledVp8Encoder | None:
+        if self._encoder is not None or self._unsupported or self._sender is None:
+            return self._encoder
+        encoder = getattr(self._sender, _ENCODER_ATTRIBUTE, None)
+        if encoder is None:  # aiortc creates it after the first frame
+            return None
+        try:
+            self._encoder = adopt_encoder(encoder, floor=self._floor, ceiling=self._ceiling)
+        except UnsupportedEncoder as exc:
+            self._unsupported = True
+            logger.warning("%s", exc)
+        return self._encoder
+
+    def _apply_bitrate(self, bitrate_bps: int, network: NetworkStats) -> None:
+        encoder = self._adopted()
+        if encoder is None:
+            return
+        cap = max(self._floor, int(network.bandwidth_bps))
+        wanted = min(bitrate_bps, cap)
+        current = encoder.target_bitrate
+        if current <= cap and abs(wanted - current) <= self._hysteresis * current:
+            return
+        if encoder.set_target(wanted) != current:
+            self._bitrate_changes += 1
+
+
+class AICVideoTrack(MediaStreamTrack):
+    """A video track that reads another and sends it at the size and rate its controller chooses."""
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack, controller: AICController) -> None:
+        super().__init__()
+        if source.kind != "video":
+            raise LocalProtocolError(f"AIC needs a video track, not {source.kind!r}")
+        self.source = source
+        """The track read from."""
+        self.controller = controller
+        """The controller that decides what is sent."""
+
+    async def recv(self) -> Frame:
+        """The next frame to send; frames dropped for the hinted rate are skipped, not returned."""
+        while True:
+            frame = await self.source.recv()
+            if not isinstance(frame, VideoFrame):
+                raise LocalProtocolError(f"AIC needs video frames, not {type(frame).__name__}")
+            out = self.controller.process(frame)
+            if out is not None:
+                return out
+
+    def stop(self) -> None:
+        """Stop this track and its source."""
+        super().stop()
+        self.source.stop()
+
+
+def _luma(frame: VideoFrame) -> npt.NDArray[np.uint8]:
+    """The Y plane as a view (no copy) for ``yuv420p``; converted otherwise."""
+    if frame.format.name not in ("yuv420p", "yuvj420p"):
+        frame = frame.reformat(format="yuv420p")
+    plane = frame.planes[0]
+    rows = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(frame.height, plane.line_size)
+    return rows[:, : frame.width]
