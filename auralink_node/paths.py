@@ -163,6 +163,7 @@ class PeerPaths:
         self._timer: asyncio.TimerHandle | None = None
         self._last_probe: dict[str, float] = {}
         self._decided = asyncio.Event()
+        self.closed = False
         now = manager.now()
         path = self._add(conn.path, conn.sender, conn.remote)
         self.ctx.start(path, now)
@@ -191,7 +192,7 @@ class PeerPaths:
     # -- probes -----------------------------------------------------------------------------
     def probe(self, path: str, now: float) -> None:
         """Send one probe on ``path`` (needs the key from the offers)."""
-        if self.key is None or path not in self.senders:
+        if self.closed or self.key is None or path not in self.senders:
             return
         tx_id = os.urandom(8)
         self.pending[tx_id] = (path, now)
@@ -214,7 +215,7 @@ class PeerPaths:
     # -- decisions --------------------------------------------------------------------------
     def decide(self, now: float) -> None:
         """Ask the selector, apply its choice, send the probes it wants, and re-arm the timer."""
-        if self.conn.is_closed:
+        if self.closed or self.conn.is_closed:
             return
         decision = self.selector.select(self.ctx, now)
         self.decision = decision
@@ -238,6 +239,8 @@ class PeerPaths:
                 await self._decided.wait()
 
     def _schedule(self, at: float) -> None:
+        if self.closed:
+            return
         if self._timer is not None:
             self._timer.cancel()
         loop = asyncio.get_running_loop()
@@ -245,6 +248,8 @@ class PeerPaths:
 
     def _tick(self) -> None:
         self._timer = None
+        if self.closed:
+            return
         now = self.manager.now()
         if now < self.punch_until:
             for path in self.senders:
@@ -256,7 +261,8 @@ class PeerPaths:
         self.decide(now)
 
     def close(self) -> None:
-        """Stop probing (the connection ended)."""
+        """Stop probing and choosing for good (the connection ended, or its path is pinned)."""
+        self.closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -199,6 +200,7 @@ class ProtocolRouter:
         return sorted(self._handlers)
 
 
+@functools.lru_cache(maxsize=4096)  # called for every relayed datagram
 def virtual_address(peer: AuraID) -> Address:
     """The address aioquic sees for a connection that starts on a relay.
 
@@ -377,6 +379,7 @@ class Endpoint:
         self._on_violation: list[Callable[[PeerConnection, str], None]] = []
         self._on_closed: list[Callable[[PeerConnection], None]] = []
         self._raw_handlers: dict[int, RawHandler] = {}
+        self._relayed_touched: dict[PeerConnection, None] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> Endpoint:
@@ -630,14 +633,23 @@ class Endpoint:
             self._raw_datagram_received(data, virtual_address(src), sender)
             return
         conn = self._datagram_received(sender, data, virtual_address(src), relayed_from=src)
-        if conn is not None and not conn.is_closed:
-            conn.flush()
+        if conn is not None:  # flush once per event-loop turn, as the socket does once per batch
+            if not self._relayed_touched:
+                self._loop.call_soon(self._flush_relayed)
+            self._relayed_touched[conn] = None
+
+    def _flush_relayed(self) -> None:
+        touched, self._relayed_touched = self._relayed_touched, {}
+        for conn in touched:
+            if not conn.is_closed:
+                conn.flush()
 
     def _datagram_received(
         self, sock: DatagramSender, data: bytes, addr: Address, *, relayed_from: AuraID | None = None
     ) -> PeerConnection | None:
         """Feed one datagram to its connection; returns the connection, which still has to flush."""
-        self._observer.bytes_transferred("received", len(data))
+        if relayed_from is None:  # relayed bytes were counted when the relay connection received them
+            self._observer.bytes_transferred("received", len(data))
         if data and not data[0] & _QUIC_FIXED_BIT:
             self._raw_datagram_received(data, addr, sock)
             return None
