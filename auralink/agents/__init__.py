@@ -13,6 +13,8 @@ Each concept is a subpackage, as everywhere in AuraLink:
 * :mod:`auralink.agents.speech` transcribes offline with pocketsphinx and speaks with a local
   voice (Piper, or espeak-ng); the router can use them as the last link of every chain.
 * :mod:`auralink.agents.tools` lists and calls tools on stdio MCP servers.
+* :mod:`auralink.agents.memory` keeps memories, entities and relations per identity in SQLite
+  and recalls them by similarity, graph neighbourhood and recency.
 
 The co-host :class:`Agent` of issue 8 is not here yet. Importing this package loads nothing
 heavy: each subpackage is imported on its own.
