@@ -174,8 +174,10 @@ class NodeMetrics:
             self._bytes.labels(direction=side)
         for reason in DROP_REASONS:
             self._dropped.labels(reason=reason)
-        for result in RELAY_RESULTS:
-            self._relay_packets.labels(result=result)
+        # Label lookups cost microseconds: the per-packet counters keep their children.
+        self._bytes_sent = self._bytes.labels(direction="sent")
+        self._bytes_received = self._bytes.labels(direction="received")
+        self._relay_children = {result: self._relay_packets.labels(result=result) for result in RELAY_RESULTS}
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -215,11 +217,11 @@ class NodeMetrics:
 
     def bytes_sent(self, count: int) -> None:
         """``count`` UDP payload bytes were sent."""
-        self._bytes.labels(direction="sent").inc(_byte_count(count))
+        self._bytes_sent.inc(_byte_count(count))
 
     def bytes_received(self, count: int) -> None:
         """``count`` UDP payload bytes were received."""
-        self._bytes.labels(direction="received").inc(_byte_count(count))
+        self._bytes_received.inc(_byte_count(count))
 
     def stream_refused(self) -> None:
         """A peer asked for a stream protocol nobody serves here (not labelled: peers choose the name)."""
@@ -252,7 +254,10 @@ class NodeMetrics:
 
     def relay_packet(self, result: RelayResult, nbytes: int) -> None:
         """Our relay handled one packet of ``nbytes`` with ``result``."""
-        self._relay_packets.labels(result=_member(result, RELAY_RESULTS, "result")).inc()
+        child = self._relay_children.get(result)
+        if child is None:
+            raise LocalProtocolError(f"result must be one of {', '.join(RELAY_RESULTS)}, not {result!r}")
+        child.inc()
         if result == "forwarded":
             self._relay_bytes.inc(_byte_count(nbytes))
 

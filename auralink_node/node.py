@@ -47,6 +47,7 @@ from auralink_node.metrics import NodeMetrics
 from auralink_node.paths import PATHS_PROTOCOL, PathManager
 from auralink_node.protocols import identify, ping
 from auralink_node.relay import RELAY_PROTOCOL, RelayLink, RelayPolicy, RelayService
+from auralink_node.relay.protocol import DELIVER_DATAGRAM, SEND_DATAGRAM
 from auralink_node.reputation import ReputationBook, Role
 from auralink_node.store import NodeStore
 from auralink_node.transport import Endpoint, MeshStream, PeerConnection, ProtocolRouter, StreamHandler
@@ -230,6 +231,7 @@ class Node:
         self._endpoint.on_connection_closed(self._connection_closed)
         self.paths = PathManager(self)
         self.router.register(PATHS_PROTOCOL, self.paths.serve)
+        self._endpoint.on_raw_datagram((DELIVER_DATAGRAM,), self._relay_datagram)
         for rotation in self.rotations:  # so that our own book follows our key's history
             self.book.put(rotation, self._wall_clock())
         self._resign()
@@ -262,8 +264,10 @@ class Node:
                 clock=time.monotonic,
                 on_packet=self.metrics.relay_packet,
                 banned=lambda peer: self.reputation.is_banned(Role.PEER, peer, self._wall_clock()),
+                send_raw=self.endpoint.send_raw,
             )
             self.router.register(RELAY_PROTOCOL, self.relay_service.serve)
+            self.endpoint.on_raw_datagram((SEND_DATAGRAM,), self.relay_service.datagram_received)
         for relay in self.config.relay_addresses():
             if relay.aura_id != self.aura_id:
                 self.relay_link(relay, home=True)
@@ -405,6 +409,12 @@ class Node:
         if home:
             self._home_relays.add(relay.aura_id)
         return link
+
+    def _relay_datagram(self, data: bytes, addr: Address, via: DatagramSender) -> None:
+        for link in self.relay_links.values():  # a handful at most
+            if link.relay.address == addr:
+                link.datagram_received(data)
+                return
 
     def home_relays(self) -> list[RelayAddress]:
         """The home relays to list in our record: open sessions, not banned, best first.

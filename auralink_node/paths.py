@@ -251,9 +251,9 @@ class PeerPaths:
         if self.closed:
             return
         now = self.manager.now()
-        if now < self.punch_until:
+        if now < self.punch_until:  # punch: every path not yet answered, relays too (the peer may lack the key yet)
             for path in self.senders:
-                if path.startswith("direct:") and self.ctx.estimate(path, now).samples == 0:
+                if self.ctx.estimate(path, now).samples == 0:
                     self.probe(path, now)
             self.decide(now)
             self._schedule(min(now + PUNCH_INTERVAL, self.punch_until))

@@ -21,7 +21,18 @@ from auralink_node.home import NodeHome
 from auralink_node.node import Node
 from auralink_node.paths import PROBE, PROBE_ACK
 from auralink_node.relay import RelayLink, TokenBucket
-from auralink_node.relay.protocol import CODEC, Deliver, Hello, PeerGone, Send, Welcome
+from auralink_node.relay.protocol import (
+    CODEC,
+    DELIVER_DATAGRAM,
+    SEND_DATAGRAM,
+    Deliver,
+    Hello,
+    PeerGone,
+    Send,
+    Welcome,
+    decode_datagram,
+    encode_datagram,
+)
 from auralink_node.reputation import Role
 from auralink_node.transport import MeshStream
 
@@ -84,7 +95,7 @@ async def test_a_connection_through_a_relay_carries_only_ciphertext(tmp_path: Pa
         assert r.relay_service is not None and set(r.relay_service.sessions) == {a.aura_id, b.aura_id}
         seen: list[bytes] = []
         forward = r.relay_service.forward
-        r.relay_service.forward = lambda s, send: (seen.append(send.packet), forward(s, send))[1]  # type: ignore[method-assign]
+        r.relay_service.forward = lambda s, dst, packet: (seen.append(packet), forward(s, dst, packet))[1]  # type: ignore[method-assign]
 
         conn = await a.endpoint.connect(b.aura_id, [], [link.path_to(b.aura_id)])
         assert conn.is_relayed and conn.path == f"relay:{r.aura_id}" and conn.peer == b.aura_id
@@ -92,6 +103,7 @@ async def test_a_connection_through_a_relay_carries_only_ciphertext(tmp_path: Pa
         async with await conn.open_stream(ECHO) as stream:
             assert hashlib.sha256(await echo_through(stream, data)).digest() == hashlib.sha256(data).digest()
         assert r.relay_service.stats["forwarded"] > 100
+        assert link.stats["sent"] > 100 and link.session_key  # as relay datagrams, not stream frames
         assert seen and not any(marker[:32] in packet for packet in seen)  # the relay saw ciphertext only
         # Every one a QUIC packet, or a path probe (type, random id, sender key, MAC).
         assert all(packet[0] & 0x40 or (packet[0] in (PROBE, PROBE_ACK) and len(packet) == 57) for packet in seen)
@@ -173,8 +185,8 @@ async def test_a_sender_over_its_quota_is_throttled_and_others_are_not(tmp_path:
         drops: dict[str, int] = {}
         forward = r.relay_service.forward
 
-        def counting(s: Any, send: Send) -> Any:
-            result = forward(s, send)
+        def counting(s: Any, dst: Any, packet: bytes) -> Any:
+            result = forward(s, dst, packet)
             if result == "quota":
                 drops[str(s.peer)] = drops.get(str(s.peer), 0) + 1
             return result
@@ -258,3 +270,21 @@ async def test_reputation_bans_refuse_peers_and_relay_outcomes_are_scored(tmp_pa
         assert r.endpoint.connection_to(a.aura_id) is None
         assert [link["score"] > 0.5 for link in b.status()["relays"]] == [True]
         assert all("reputation" in p for p in b.peers())
+
+
+def test_relay_datagrams_round_trip_and_refuse_a_wrong_key_or_tag() -> None:
+    peer, key = Identity.from_seed(bytes(32)).aura_id, bytes(range(32))
+    data = encode_datagram(SEND_DATAGRAM, key, peer, b"\xc0quic")
+    assert decode_datagram(data, key) == (peer, b"\xc0quic")
+    with pytest.raises(RemoteProtocolError):
+        decode_datagram(data, bytes(32))  # another session's key
+    with pytest.raises(RemoteProtocolError):
+        decode_datagram(data[:-1] + b"!", key)  # a changed packet
+    with pytest.raises(RemoteProtocolError):
+        decode_datagram(bytes([DELIVER_DATAGRAM]) + data[1:], key)  # the kind is covered by the tag
+
+
+@given(st.binary(max_size=1700))
+def test_any_bytes_decode_as_a_relay_datagram_or_raise_our_protocol_error(data: bytes) -> None:
+    with contextlib.suppress(RemoteProtocolError):
+        decode_datagram(data, bytes(32))

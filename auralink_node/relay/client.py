@@ -29,7 +29,19 @@ from auralink.errors import AuralinkError, RemoteProtocolError
 from auralink.identity import AuraID, RelayAddress
 from auralink.wire import Address
 from auralink_node.protocols.framing import MessageReader
-from auralink_node.relay.protocol import CODEC, MAX_PACKET, RELAY_PROTOCOL, Deliver, Hello, PeerGone, Send, Welcome
+from auralink_node.relay.protocol import (
+    CODEC,
+    MAX_PACKET,
+    RELAY_PROTOCOL,
+    SEND_DATAGRAM,
+    Deliver,
+    Hello,
+    PeerGone,
+    Send,
+    Welcome,
+    decode_datagram,
+    encode_datagram,
+)
 from auralink_node.transport.streams import MeshStream
 
 if TYPE_CHECKING:
@@ -86,6 +98,8 @@ class RelayLink:
         self.last_error: str | None = None
         """Why the last session attempt or session ended, if it did."""
         self._paths: dict[AuraID, RelayPath] = {}
+        self.session_key = b""
+        """The key of this session's relay datagrams (empty until Welcome, or if the relay takes none)."""
 
     @property
     def is_ready(self) -> bool:
@@ -111,6 +125,10 @@ class RelayLink:
         stream = self._stream
         if stream is None or len(packet) > MAX_PACKET:
             self.stats["dropped_down"] += 1
+            return
+        if self.session_key:  # a relay datagram on our socket: no stream, no extra encryption
+            self.endpoint.send_raw(encode_datagram(SEND_DATAGRAM, self.session_key, peer, packet), self.relay.address)
+            self.stats["sent"] += 1
             return
         if stream.backlog > stream.high_water:
             self.stats["dropped_congested"] += 1
@@ -138,10 +156,24 @@ class RelayLink:
                 was_ready = self._ready.is_set()
                 self._ready.clear()
                 self._stream = None
+                self.session_key = b""
                 if was_ready and self._on_change is not None:
                     self._on_change()
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF[1])
+
+    def datagram_received(self, data: bytes) -> None:
+        """A Deliver datagram from this relay's address: hand its packet to the endpoint if the tag is ours."""
+        if not self.session_key:
+            return
+        try:
+            src, packet = decode_datagram(data, self.session_key)
+        except AuralinkError:
+            self.stats["bad_datagram"] += 1
+            return
+        self.stats["received"] += 1
+        self.gone.discard(src)
+        self.endpoint.relayed_datagram_received(self.path_to(src), src, packet)
 
     async def _session(self) -> None:
         conn = await self.endpoint.connect(self.relay.aura_id, [self.relay.address])
@@ -150,6 +182,7 @@ class RelayLink:
         reader = MessageReader(stream, CODEC)
         async with asyncio.timeout(10.0):
             self.welcome = await reader.expect(Welcome)
+        self.session_key = self.welcome.session_key
         self._stream = stream
         self.last_error = None
         self._ready.set()

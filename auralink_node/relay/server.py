@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,9 +31,21 @@ from typing import Literal
 
 from auralink.errors import AuralinkError, RemoteProtocolError
 from auralink.identity import AuraID
+from auralink.wire import Address
 from auralink_node.metrics import RelayResult
 from auralink_node.protocols.framing import MessageReader
-from auralink_node.relay.protocol import CODEC, Deliver, Hello, PeerGone, Send, Welcome
+from auralink_node.relay.protocol import (
+    CODEC,
+    DELIVER_DATAGRAM,
+    SESSION_KEY_SIZE,
+    Deliver,
+    Hello,
+    PeerGone,
+    Send,
+    Welcome,
+    decode_datagram,
+    encode_datagram,
+)
 from auralink_node.transport.streams import ErrorCode, MeshStream
 
 __all__ = ["ForwardResult", "RelayPolicy", "RelayService", "TokenBucket"]
@@ -98,6 +111,9 @@ class _Session:
     peer: AuraID
     stream: MeshStream
     bucket: TokenBucket
+    key: bytes
+    address: Address
+    datagrams: bool
     destinations: OrderedDict[AuraID, float] = field(default_factory=OrderedDict)
     gone_sent: dict[AuraID, float] = field(default_factory=dict)
 
@@ -112,9 +128,12 @@ class RelayService:
         clock: Callable[[], float],
         on_packet: Callable[[ForwardResult, int], None] | None = None,
         banned: Callable[[AuraID], bool] | None = None,
+        send_raw: Callable[[bytes, Address], None] | None = None,
     ) -> None:
         self.policy = policy
         self._banned = banned
+        self._send_raw = send_raw
+        self._by_address: dict[Address, _Session] = {}
         self._clock = clock
         self._on_packet = on_packet
         self.sessions: dict[AuraID, _Session] = {}
@@ -137,12 +156,18 @@ class RelayService:
             stream.reset(ErrorCode.REFUSED)
             return
         burst = self.policy.burst_bytes or max(self.policy.bytes_per_second, 65_536)
-        session = _Session(peer, stream, TokenBucket(self.policy.bytes_per_second, burst, self._clock()))
+        key = os.urandom(SESSION_KEY_SIZE) if self._send_raw is not None else b""
+        bucket = TokenBucket(self.policy.bytes_per_second, burst, self._clock())
+        address = stream.connection.remote
+        session = _Session(peer, stream, bucket, key, address, hello.datagrams and bool(key))
         previous = self.sessions.get(peer)
         if previous is not None:  # the peer reconnected: the newest session wins
             previous.stream.reset(ErrorCode.CANCELLED)
+            self._by_address.pop(previous.address, None)
         self.sessions[peer] = session
-        stream.write(CODEC.encode(Welcome(self.policy.bytes_per_second, self.policy.max_peers)))
+        if key:
+            self._by_address[address] = session
+        stream.write(CODEC.encode(Welcome(self.policy.bytes_per_second, self.policy.max_peers, key)))
         try:
             while True:
                 message = await reader.next()
@@ -150,43 +175,62 @@ class RelayService:
                     return
                 if not isinstance(message, Send):
                     raise RemoteProtocolError(f"relay session: expected Send, got {type(message).__name__}")
-                self.forward(session, message)
+                self.forward(session, message.dst, message.packet)
         except AuralinkError as exc:
             logger.debug("relay session for %s ended: %s", peer.short(), exc)
         finally:
             if self.sessions.get(peer) is session:
                 del self.sessions[peer]
+            if self._by_address.get(session.address) is session:
+                del self._by_address[session.address]
 
-    def forward(self, session: _Session, send: Send) -> ForwardResult:
-        """Forward one packet from ``session`` (or drop it, and say why)."""
-        result = self._route(session, send)
+    def datagram_received(self, data: bytes, addr: Address, via: object) -> None:
+        """A Send datagram on the relay's socket: forward it if its session and tag check out."""
+        session = self._by_address.get(addr)
+        if session is None:
+            self.stats["unknown_session"] += 1
+            return
+        try:
+            dst, packet = decode_datagram(data, session.key)
+        except AuralinkError:
+            self.stats["bad_datagram"] += 1
+            return
+        self.forward(session, dst, packet)
+
+    def forward(self, session: _Session, dst: AuraID, packet: bytes) -> ForwardResult:
+        """Forward one packet from ``session`` to ``dst`` (or drop it, and say why)."""
+        result = self._route(session, dst, packet)
         self.stats[result] += 1
         if result == "forwarded":
-            self.stats["bytes"] += len(send.packet)
+            self.stats["bytes"] += len(packet)
         if self._on_packet is not None:
-            self._on_packet(result, len(send.packet))
+            self._on_packet(result, len(packet))
         return result
 
-    def _route(self, session: _Session, send: Send) -> ForwardResult:
+    def _route(self, session: _Session, dst: AuraID, packet: bytes) -> ForwardResult:
         now = self._clock()
-        if not session.bucket.take(len(send.packet), now):
+        if not session.bucket.take(len(packet), now):
             return "quota"
         destinations = session.destinations
         while destinations and next(iter(destinations.values())) < now - self.policy.peer_idle:
             destinations.popitem(last=False)
-        if send.dst not in destinations and len(destinations) >= self.policy.max_peers:
+        if dst in destinations:
+            destinations.move_to_end(dst)
+        elif len(destinations) >= self.policy.max_peers:
             return "peer_limit"
-        destinations.pop(send.dst, None)
-        destinations[send.dst] = now
-        target = self.sessions.get(send.dst)
+        destinations[dst] = now
+        target = self.sessions.get(dst)
         if target is None:
-            if now - session.gone_sent.get(send.dst, -1e9) >= 1.0:  # say so at most once a second
-                session.gone_sent[send.dst] = now
+            if now - session.gone_sent.get(dst, -1e9) >= 1.0:  # say so at most once a second
+                session.gone_sent[dst] = now
                 if len(session.gone_sent) > self.policy.max_peers:
                     session.gone_sent.pop(next(iter(session.gone_sent)))
-                session.stream.write(CODEC.encode(PeerGone(send.dst)))
+                session.stream.write(CODEC.encode(PeerGone(dst)))
             return "no_session"
+        if target.datagrams and self._send_raw is not None:
+            self._send_raw(encode_datagram(DELIVER_DATAGRAM, target.key, session.peer, packet), target.address)
+            return "forwarded"
         if target.stream.backlog > target.stream.high_water:
             return "congested"
-        target.stream.write(CODEC.encode(Deliver(session.peer, send.packet)))
+        target.stream.write(CODEC.encode(Deliver(session.peer, packet)))
         return "forwarded"
