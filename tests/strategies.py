@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from hypothesis import strategies as st
 
+from auralink.errors import RemoteProtocolError
 from auralink.identity import HandleClaim, Identity, KeyRotation, NodeRecord, RelayAddress
 from auralink.identity.records import MAX_LIFETIME
+from auralink.wire import FrameDecoder, Message, MessageCodec
 from auralink.wire.address import Address
 
 # A handful of fixed keys: generating keys inside strategies would make shrinking useless.
@@ -61,3 +65,21 @@ def key_rotations(draw: st.DrawFn) -> KeyRotation:
 
 
 records = st.one_of(node_records(), handle_claims(), key_rotations())
+
+
+def round_trip(codec: MessageCodec, message: Message) -> Message:
+    """``message`` encoded as a frame by ``codec`` and decoded again."""
+    decoder = FrameDecoder(max_size=codec.max_size)
+    decoder.feed(codec.encode(message))
+    frame = decoder.next_frame()
+    assert frame is not None
+    return codec.decode(frame)
+
+
+def decode_or_protocol_error(codec: MessageCodec, data: bytes) -> None:
+    """Feed ``data`` as frames of ``codec``: every message decodes, or RemoteProtocolError is raised."""
+    decoder = FrameDecoder(max_size=codec.max_size)
+    decoder.feed(data)
+    with contextlib.suppress(RemoteProtocolError):
+        while (frame := decoder.next_frame()) is not None:
+            codec.decode(frame)

@@ -9,10 +9,10 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from auralink.errors import RemoteProtocolError
 from auralink.identity import Identity, RelayAddress
-from auralink.wire import Address, FrameDecoder
+from auralink.wire import Address
 from auralink_node.paths import CODEC, Offer
+from tests.strategies import decode_or_protocol_error, round_trip
 from tests.test_relay import ECHO, echo, echo_through, make_home, running, session
 
 
@@ -68,18 +68,9 @@ async def test_a_relayed_connection_moves_to_direct_and_back_when_direct_goes_si
 def test_offers_round_trip() -> None:
     relay = RelayAddress(Identity.from_seed(bytes(32)).aura_id, Address("10.1.0.2", 7700))
     offer = Offer(bytes(range(16)), [Address("127.0.0.1", 1), Address("::1", 2)], [relay])
-    decoder = FrameDecoder(max_size=CODEC.max_size)
-    decoder.feed(CODEC.encode(offer))
-    frame = decoder.next_frame()
-    assert frame is not None and CODEC.decode(frame) == offer
+    assert round_trip(CODEC, offer) == offer
 
 
 @given(st.binary(max_size=600))
 def test_any_bytes_decode_to_offers_or_raise_our_protocol_error(data: bytes) -> None:
-    decoder = FrameDecoder(max_size=CODEC.max_size)
-    decoder.feed(data)
-    try:
-        while (frame := decoder.next_frame()) is not None:
-            CODEC.decode(frame)
-    except RemoteProtocolError:
-        pass
+    decode_or_protocol_error(CODEC, data)

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from auralink.errors import ConnectionError_, RemoteProtocolError
 from auralink.identity import Identity, RelayAddress
-from auralink.wire import FrameDecoder
 from auralink_node.config import NodeConfig
 from auralink_node.home import NodeHome
 from auralink_node.node import Node
@@ -35,6 +34,7 @@ from auralink_node.relay.protocol import (
 )
 from auralink_node.reputation import Role
 from auralink_node.transport import MeshStream
+from tests.strategies import decode_or_protocol_error, round_trip
 
 ECHO = "test/echo/1"
 
@@ -235,21 +235,12 @@ def test_token_bucket_refills_at_its_rate_up_to_its_burst() -> None:
 def test_relay_messages_round_trip() -> None:
     peer = Identity.from_seed(bytes(32)).aura_id
     for message in (Hello(b"tok"), Welcome(1000, 8), Send(peer, b"\x40pkt"), Deliver(peer, b"\xc0"), PeerGone(peer)):
-        decoder = FrameDecoder(max_size=CODEC.max_size)
-        decoder.feed(CODEC.encode(message))
-        frame = decoder.next_frame()
-        assert frame is not None and CODEC.decode(frame) == message
+        assert round_trip(CODEC, message) == message
 
 
 @given(st.binary(max_size=2000))
 def test_any_bytes_decode_to_relay_messages_or_raise_our_protocol_error(data: bytes) -> None:
-    decoder = FrameDecoder(max_size=CODEC.max_size)
-    decoder.feed(data)
-    try:
-        while (frame := decoder.next_frame()) is not None:
-            CODEC.decode(frame)
-    except RemoteProtocolError:
-        pass
+    decode_or_protocol_error(CODEC, data)
 
 
 async def test_reputation_bans_refuse_peers_and_relay_outcomes_are_scored(tmp_path: Path) -> None:
