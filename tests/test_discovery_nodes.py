@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,32 +11,14 @@ from kademlia.node import Node as KademliaNode
 
 from auralink.errors import ResolveFailed
 from auralink.identity import Identity
-from auralink_node.config import NodeConfig
-from auralink_node.home import NodeHome
-from auralink_node.node import Node
 from auralink_node.reputation import Role
-
-LOOPBACK = ("127.0.0.1:0",)
-
-
-def make_home(root: Path, name: str) -> NodeHome:
-    home = NodeHome(root / name)
-    home.root.mkdir(parents=True, exist_ok=True)
-    home.keystore().create(Identity.generate())
-    return home
-
-
-@contextlib.asynccontextmanager
-async def running(home: NodeHome, handle: str | None = None, bootstrap: tuple[str, ...] = ()) -> AsyncIterator[Node]:
-    config = NodeConfig(handle=handle, listen=LOOPBACK, bootstrap=bootstrap)
-    async with Node(home, config, control_api=False) as node:
-        yield node
+from tests.nodes import make_home, running
 
 
 async def test_the_dht_shares_the_quic_port_and_records_resolve_across_it(tmp_path: Path) -> None:
     async with (
         running(make_home(tmp_path, "b")) as b,
-        running(make_home(tmp_path, "c"), "@carol.aura") as c,
+        running(make_home(tmp_path, "c"), handle="@carol.aura") as c,
         running(make_home(tmp_path, "a")) as a,
     ):
         b_addr = str(b.listen_addresses[0])
@@ -62,7 +42,7 @@ async def test_the_dht_shares_the_quic_port_and_records_resolve_across_it(tmp_pa
 
 
 async def test_a_new_address_is_published_with_seq_plus_one(tmp_path: Path) -> None:
-    async with running(make_home(tmp_path, "b")) as b, running(make_home(tmp_path, "c"), "@carol.aura") as c:
+    async with running(make_home(tmp_path, "b")) as b, running(make_home(tmp_path, "c"), handle="@carol.aura") as c:
         await c.discovery.join([str(b.listen_addresses[0])])
         before = c.record.seq
         c._resign()  # what check_addresses() does when the interfaces change
@@ -76,7 +56,7 @@ async def test_a_handle_that_changes_key_without_rotation_warns(tmp_path: Path) 
     impostor = Identity.generate().aura_id
     async with (
         running(make_home(tmp_path, "b")) as b,
-        running(make_home(tmp_path, "c"), "@carol.aura") as c,
+        running(make_home(tmp_path, "c"), handle="@carol.aura") as c,
         running(make_home(tmp_path, "a")) as a,
     ):
         await c.discovery.join([str(b.listen_addresses[0])])
@@ -95,13 +75,13 @@ async def test_a_key_rotation_moves_the_handle_and_the_pin_follows(tmp_path: Pat
     async with running(make_home(tmp_path, "b")) as b, running(make_home(tmp_path, "a")) as a:
         b_addr = str(b.listen_addresses[0])
         await a.discovery.join([b_addr])
-        async with running(carol, "@carol.aura") as c:
+        async with running(carol, handle="@carol.aura") as c:
             await c.discovery.join([b_addr])
             old = c.aura_id
         assert (await a.resolve("@carol.aura")).aura_id == old
 
         new, _ = carol.keystore().rotate(now=time.time())
-        async with running(carol, "@carol.aura") as c:
+        async with running(carol, handle="@carol.aura") as c:
             await c.discovery.join([b_addr])
             published = c.discovery.last_publish
             assert published["accepted"] >= 1 and published["error"] is None  # the rotated key took the handle

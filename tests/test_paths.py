@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from auralink.identity import Identity, RelayAddress
 from auralink.wire import Address
 from auralink_node.paths import CODEC, Offer
+from tests.nodes import make_home, running
 from tests.strategies import decode_or_protocol_error, round_trip
-from tests.test_relay import ECHO, echo, echo_through, make_home, running, session
+from tests.test_relay import ECHO, echo, echo_through, session
 
 
 class Blackhole:

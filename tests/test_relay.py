@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,6 @@ from hypothesis import strategies as st
 
 from auralink.errors import ConnectionError_, RemoteProtocolError
 from auralink.identity import Identity, RelayAddress
-from auralink_node.config import NodeConfig
-from auralink_node.home import NodeHome
 from auralink_node.node import Node
 from auralink_node.paths import PROBE, PROBE_ACK
 from auralink_node.relay import RelayLink, TokenBucket
@@ -34,22 +31,10 @@ from auralink_node.relay.protocol import (
 )
 from auralink_node.reputation import Role
 from auralink_node.transport import MeshStream
+from tests.nodes import make_home, running
 from tests.strategies import decode_or_protocol_error, round_trip
 
 ECHO = "test/echo/1"
-
-
-def make_home(root: Path, name: str) -> NodeHome:
-    home = NodeHome(root / name)
-    home.root.mkdir(parents=True, exist_ok=True)
-    home.keystore().create(Identity.generate())
-    return home
-
-
-@contextlib.asynccontextmanager
-async def running(home: NodeHome, **config: Any) -> AsyncIterator[Node]:
-    async with Node(home, NodeConfig(listen=("127.0.0.1:0",), **config), control_api=False) as node:
-        yield node
 
 
 async def echo(stream: MeshStream) -> None:
