@@ -370,24 +370,25 @@ class Discovery:
         return True
 
     async def _mdns_claim(self, handle: str) -> HandleClaim | None:
-        if self.mdns is None:
-            return None
-        hint = self.mdns.find(handle=handle) or await self._wait_mdns(lambda p: p.handle == handle)
-        if hint is None or not await self._dial_hint(hint.aura_id, hint.addresses):
+        if not await self._dial_mdns(lambda p: p.handle == handle, handle=handle):
             return None
         return self._node.book.claim(handle, self._node.wall_clock())
 
     async def _mdns_record(self, peer: AuraID) -> NodeRecord | None:
-        if self.mdns is None:
-            return None
-        hint = self.mdns.find(aura_id=peer) or await self._wait_mdns(lambda p: p.aura_id == peer)
-        if hint is None or not await self._dial_hint(hint.aura_id, hint.addresses):
+        if not await self._dial_mdns(lambda p: p.aura_id == peer, aura_id=peer):
             return None
         return self._node.book.node(peer, self._node.wall_clock())
 
-    async def _wait_mdns(self, predicate: Callable[[MdnsPeer], bool]) -> MdnsPeer | None:
-        assert self.mdns is not None
-        return await self.mdns.wait_for(predicate, self.config.lookup_timeout)
+    async def _dial_mdns(
+        self, wanted: Callable[[MdnsPeer], bool], *, aura_id: AuraID | None = None, handle: str | None = None
+    ) -> bool:
+        """Dial the mDNS hint for ``aura_id`` or ``handle`` (or the next ``wanted`` accepts); True if it answered."""
+        if self.mdns is None:
+            return False
+        hint = self.mdns.find(aura_id=aura_id, handle=handle) or await self.mdns.wait_for(
+            wanted, self.config.lookup_timeout
+        )
+        return hint is not None and await self._dial_hint(hint.aura_id, hint.addresses)
 
     # -- DHT lookups ------------------------------------------------------------------------------
     async def _dht_claim(self, handle: str) -> HandleClaim | None:
