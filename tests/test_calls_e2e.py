@@ -3,49 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import threading
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("aiortc")
 
-import ifaddr
-
-import auralink
 from auralink.calls import CallAgent, CallState, HangupReason, SignalingTimeouts
 from auralink.errors import CallDeclined, CallFailed, CallStateError
 from auralink.mesh import Mesh
-from tests.daemons import cli
+from tests.calls_kit import alice, bob, needs_candidates
 
-if not any(
-    not ipaddress.ip_address((ip.ip if isinstance(ip.ip, str) else ip.ip[0]).split("%")[0]).is_loopback
-    for adapter in ifaddr.get_adapters()
-    for ip in adapter.ips
-):
-    pytest.skip("only loopback here: aioice never offers 127.0.0.1 as a candidate", allow_module_level=True)
-
-
-async def _mesh(tmp_path: Path, name: str) -> AsyncIterator[Mesh]:
-    home = tmp_path / name
-    assert cli(home, "init", "--handle", name).returncode == 0
-    async with auralink.connect(home, backend="embedded", listen=["127.0.0.1:0"]) as mesh:
-        yield mesh
-
-
-@pytest.fixture
-async def alice(tmp_path: Path) -> AsyncIterator[Mesh]:
-    async for mesh in _mesh(tmp_path, "alice"):
-        yield mesh
-
-
-@pytest.fixture
-async def bob(tmp_path: Path, alice: Mesh) -> AsyncIterator[Mesh]:
-    async for mesh in _mesh(tmp_path, "bob"):
-        await alice.dial(mesh.identity.aura_id, [str((await mesh.status())["listen"][0])])
-        yield mesh
+pytestmark = needs_candidates
+__all__ = ["alice", "bob"]  # fixtures
 
 
 async def test_a_data_call_rings_connects_carries_messages_and_hangs_up(alice: Mesh, bob: Mesh) -> None:

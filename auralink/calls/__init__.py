@@ -14,33 +14,46 @@ The package has three layers, from the bottom up:
   layers still import, and the aiortc layer raises :class:`~auralink.errors.CallsNotInstalled`.
 
 ```python
-async with auralink.connect() as mesh, CallAgent(mesh) as agent:
-    call = await agent.call("@bob.aura")          # data channel
-    call.send(b"hello")
-    reply = await call.receive()
-    await call.hangup()
+async with auralink.connect() as mesh:
+    async with await mesh.call("@bob.aura", video=stamped_video(), audio=True) as call:
+        call.send(b"hello")                       # data channel
+        async for frame in (await call.track("video")).frames():
+            ...
 ```
+
+:mod:`auralink.calls.media` has the sources (files, devices, numpy frames, test patterns) and
+the sinks (callbacks, iterators, recorders) of a call's tracks.
 """
 
 from __future__ import annotations
 
-from auralink.calls.call import Call, CallAgent, Invite
+from auralink.calls.call import Call, CallAgent, CallEvent, CallPath, CallStats, Invite, PathChanged, TrackAdded
 from auralink.calls.ice import IceConfig, IceServer, checked_configuration, rtc_configuration
+from auralink.calls.media import FileSource, RemoteTrack
 from auralink.calls.messages import SIGNAL_PROTOCOL, HangupReason, MediaKinds
-from auralink.calls.signaling import CallSignaling, CallState, SignalingTimeouts
+from auralink.calls.signaling import CallConnected, CallEnded, CallSignaling, CallState, SignalingTimeouts
 
 __all__ = [
     "SIGNAL_PROTOCOL",
     "Call",
     "CallAgent",
+    "CallConnected",
+    "CallEnded",
+    "CallEvent",
+    "CallPath",
     "CallSignaling",
     "CallState",
+    "CallStats",
+    "FileSource",
     "HangupReason",
     "IceConfig",
     "IceServer",
     "Invite",
     "MediaKinds",
+    "PathChanged",
+    "RemoteTrack",
     "SignalingTimeouts",
+    "TrackAdded",
     "checked_configuration",
     "rtc_configuration",
 ]

@@ -15,6 +15,14 @@ the stream of their call id, re-arms the one timer at ``get_timer()``, and queue
 events for the call's worker task, which does the asynchronous aiortc work (apply an answer,
 create one). After a ``Hangup`` is written, that stream's write side is ended.
 
+Media: the caller adds one transceiver per kind it asks for, ``sendrecv`` when it has a track
+to send and ``recvonly`` when it only wants to receive; the callee's :meth:`Invite.accept`
+attaches its own tracks to the transceivers the offer created. Every track the peer sends is a
+:class:`~auralink.calls.media.RemoteTrack`, read by a pump task in the agent's task group (see
+:mod:`auralink.calls.media`). The app follows the call through :meth:`Call.events`:
+:class:`~auralink.calls.signaling.CallConnected`, :class:`TrackAdded`, :class:`PathChanged` and
+finally :class:`~auralink.calls.signaling.CallEnded`.
+
 aiortc gathers every candidate before ``setLocalDescription`` returns, so our SDP already holds
 them and we send no trickled candidates; candidates trickled by the peer are applied.
 
@@ -31,10 +39,12 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from auralink.calls.ice import IceConfig, checked_configuration, rtc_configuration
+from auralink.calls.media import RemoteTrack
 from auralink.calls.messages import CODEC, SIGNAL_PROTOCOL, Hangup, HangupReason, MediaKinds, Offer
 from auralink.calls.signaling import (
     AnswerReceived,
@@ -60,15 +70,92 @@ from auralink.mesh import Mesh, Stream
 from auralink.wire import FrameDecoder
 
 if TYPE_CHECKING:
-    from aiortc import RTCDataChannel, RTCPeerConnection
+    from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
 
-__all__ = ["Call", "CallAgent", "Invite"]
+__all__ = ["Call", "CallAgent", "CallEvent", "CallPath", "CallStats", "Invite", "PathChanged", "TrackAdded"]
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
 DATA_CHANNEL_LABEL = "auralink"
 """The label of the call's data channel."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallPath:
+    """The network path the call's media takes: the ICE candidate pair in use."""
+
+    kind: Literal["host", "srflx", "prflx", "relay"]
+    """The local candidate's type: ``relay`` means through a TURN server."""
+    local: str
+    """Our side, ``HOST:PORT``."""
+    remote: str
+    """The peer's side as we send to it, ``HOST:PORT``."""
+    protocol: str = "udp"
+    """The candidate's transport."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrackAdded:
+    """The peer started sending a track."""
+
+    call_id: bytes
+    """The call."""
+    track: RemoteTrack
+    """The track; attach sinks to it."""
+
+
+@dataclass(frozen=True, slots=True)
+class PathChanged:
+    """The media path was chosen or changed."""
+
+    call_id: bytes
+    """The call."""
+    path: CallPath
+    """The path now in use."""
+
+
+CallEvent = CallConnected | TrackAdded | PathChanged | CallEnded
+"""What :meth:`Call.events` yields; :class:`~auralink.calls.signaling.CallEnded` is always last."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallStats:
+    """Counters of one call, from aiortc's stats and our own clocks (durations in seconds)."""
+
+    path: CallPath | None
+    """The media path, once connected."""
+    bytes_sent: int
+    """Bytes the call's transport sent (media, data and control, after encryption)."""
+    bytes_received: int
+    """Bytes the call's transport received."""
+    frames: dict[str, int]
+    """Frames received per kind (``audio``, ``video``)."""
+    resolve: float | None
+    """Caller only: from :meth:`CallAgent.call` to knowing the peer's key (handle resolution)."""
+    signaling: float | None
+    """From placing (or accepting) the call to having the peer's answer (or sending ours)."""
+    connect: float | None
+    """From the answer to ICE and DTLS being up."""
+    first_frame: float | None
+    """From the start (``call()`` or ``accept()``) to the first received frame; None before one."""
+    setup: float | None
+    """From the start to connected."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        path = self.path
+        return {
+            "path": None if path is None else {"kind": path.kind, "local": path.local, "remote": path.remote},
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "frames": dict(self.frames),
+            "resolve_s": self.resolve,
+            "signaling_s": self.signaling,
+            "connect_s": self.connect,
+            "first_frame_s": self.first_frame,
+            "setup_s": self.setup,
+        }
 
 
 def _aiortc() -> Any:
@@ -105,6 +192,17 @@ class Call:
         self.ended: CallEnded | None = None
         """How the call ended; None while it goes on."""
         self._done = asyncio.Event()
+        self.tracks: dict[str, RemoteTrack] = {}
+        """What the peer sends, by kind (``audio``, ``video``)."""
+        self.path: CallPath | None = None
+        """The media path, once connected."""
+        self._app_events: asyncio.Queue[CallEvent] = asyncio.Queue()
+        self._track_added = asyncio.Event()
+        self._local: dict[str, MediaStreamTrack] = {}
+        self._t_start = self._now()
+        self._t_resolved: float | None = None
+        self._t_answered: float | None = None
+        self._t_connected: float | None = None
 
     def __repr__(self) -> str:
         return f"<Call {self.signaling.call_id.hex()[:8]} with {str(self.peer)[:10]} {self.signaling.state.value}>"
@@ -146,6 +244,53 @@ class Call:
         if not self._incoming.empty():
             return self._incoming.get_nowait()
         raise self._failure()
+
+    async def events(self) -> AsyncIterator[CallEvent]:
+        """What happens to the call, in order; ends after :class:`~auralink.calls.signaling.CallEnded`."""
+        while True:
+            event = await self._app_events.get()
+            yield event
+            if isinstance(event, CallEnded):
+                return
+
+    async def track(self, kind: Literal["audio", "video"]) -> RemoteTrack:
+        """The peer's ``kind`` track, once it arrives; :class:`~auralink.errors.CallFailed` if the call ends first."""
+        while kind not in self.tracks:
+            added = asyncio.ensure_future(self._track_added.wait())
+            done = asyncio.ensure_future(self._done.wait())
+            try:
+                await asyncio.wait({added, done}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                added.cancel()
+                done.cancel()
+            self._track_added.clear()
+            if kind not in self.tracks and self._done.is_set():
+                raise self._failure()
+        return self.tracks[kind]
+
+    async def stats(self) -> CallStats:
+        """Bytes, frames, path and setup times so far."""
+        sent = received = 0
+        pc = self._pc
+        if pc is not None:
+            transport = _dtls_transport(pc)
+            if transport is not None:
+                for stat in transport._get_stats().values():
+                    sent, received = stat.bytesSent, stat.bytesReceived
+        else:
+            sent, received = self._final_bytes
+        first = [t.first_frame_at for t in self.tracks.values() if t.first_frame_at is not None]
+        return CallStats(
+            path=self.path,
+            bytes_sent=sent,
+            bytes_received=received,
+            frames={kind: track.frames_received for kind, track in self.tracks.items()},
+            resolve=_span(self._t_start, self._t_resolved),
+            signaling=_span(self._t_resolved or self._t_start, self._t_answered),
+            connect=_span(self._t_answered, self._t_connected),
+            first_frame=_span(self._t_start, min(first) if first else None),
+            setup=_span(self._t_start, self._t_connected),
+        )
 
     async def hangup(self, reason: HangupReason = HangupReason.NORMAL) -> None:
         """End the call (a no-op if it has ended) and wait until its resources are released."""
@@ -248,6 +393,7 @@ class Call:
                 self._agent._invites.put_nowait(Invite(self, event))
         elif isinstance(event, AnswerReceived):
             assert self._pc is not None
+            self._t_answered = self._now()
             await self._pc.setRemoteDescription(aiortc.RTCSessionDescription(event.sdp, "answer"))
             await self._flush_candidates()
         elif isinstance(event, CandidateReceived):
@@ -255,12 +401,21 @@ class Call:
             if self._pc is not None and self._pc.remoteDescription is not None:
                 await self._flush_candidates()
         elif isinstance(event, CallConnected):
+            self._t_connected = self._now()
+            self._app_events.put_nowait(event)
+            self._note_path()
             if not self._want_data:
                 self._ready.set()
         elif isinstance(event, CallEnded):
             self.ended = event
             return True
         return False
+
+    def _note_path(self) -> None:
+        path = _ice_path(self._pc) if self._pc is not None else None
+        if path is not None and path != self.path:
+            self.path = path
+            self._app_events.put_nowait(PathChanged(self.signaling.call_id, path))
 
     async def _flush_candidates(self) -> None:
         from aiortc.sdp import candidate_from_sdp  # noqa: PLC0415
@@ -295,6 +450,16 @@ class Call:
             if pc is self._pc and channel.label == DATA_CHANNEL_LABEL:
                 self._attach(channel)
 
+        @pc.on("track")
+        def _track(track: MediaStreamTrack) -> None:
+            if pc is not self._pc or track.kind in self.tracks:
+                return
+            remote = RemoteTrack(track)
+            self.tracks[remote.kind] = remote
+            self._agent._spawn(remote._pump(self._now))
+            self._app_events.put_nowait(TrackAdded(self.signaling.call_id, remote))
+            self._track_added.set()
+
         self._pc = pc
         return pc
 
@@ -314,9 +479,27 @@ class Call:
         else:
             channel.on("open", _opened)
 
-    async def _offer_call(self, media: MediaKinds, stream_opener: Callable[[], Any]) -> None:
+    def _add_media(self, pc: RTCPeerConnection, kind: str, media: bool | MediaStreamTrack) -> None:
+        """Caller: one transceiver for ``kind``, sending ``media`` if it is a track."""
+        if media is False:
+            return
+        if media is True:
+            pc.addTransceiver(kind, direction="recvonly")
+            return
+        self._local[kind] = media
+        pc.addTransceiver(media, direction="sendrecv")
+
+    async def _offer_call(
+        self,
+        media: MediaKinds,
+        stream_opener: Callable[[], Any],
+        audio: bool | MediaStreamTrack = False,
+        video: bool | MediaStreamTrack = False,
+    ) -> None:
         pc = self._new_pc()
         self._want_data = bool(media & MediaKinds.DATA)
+        self._add_media(pc, "audio", audio)
+        self._add_media(pc, "video", video)
         if self._want_data:
             self._attach(pc.createDataChannel(DATA_CHANNEL_LABEL))
         await pc.setLocalDescription(await pc.createOffer())
@@ -334,10 +517,16 @@ class Call:
         pc = self._new_pc()
         self._want_data = bool(self._offer.media & MediaKinds.DATA)
         await pc.setRemoteDescription(aiortc.RTCSessionDescription(self._offer.sdp, "offer"))
+        for transceiver in pc.getTransceivers():
+            track = self._local.get(transceiver.kind)
+            if track is not None:
+                transceiver.sender.replaceTrack(track)
+                transceiver.direction = "sendrecv"
         await pc.setLocalDescription(await pc.createAnswer())
         if self.signaling.state is not CallState.RINGING:
             raise self._failure()
         self.signaling.accept(pc.localDescription.sdp, self._now())
+        self._t_answered = self._now()
         self._pump()
         await self._flush_candidates()
 
@@ -352,6 +541,8 @@ class Call:
         if self._done.is_set() or self.signaling.state is CallState.ENDED:
             raise self._failure()
 
+    _final_bytes: tuple[int, int] = (0, 0)
+
     def _failure(self) -> CallFailed:
         end = self.ended
         reason = end.reason if end else HangupReason.GONE
@@ -365,6 +556,10 @@ class Call:
         pc, self._pc = self._pc, None
         self._channel = None
         if pc is not None:
+            transport = _dtls_transport(pc)
+            if transport is not None:
+                for stat in transport._get_stats().values():
+                    self._final_bytes = (stat.bytesSent, stat.bytesReceived)
             await pc.close()
 
     async def _release(self) -> None:
@@ -372,6 +567,10 @@ class Call:
             self._timer.cancel()
             self._timer = None
         await self._close_pc()
+        for track in self._local.values():
+            track.stop()  # the call owns what it was given to send: a file's reader thread ends here
+        if self.ended is not None:
+            self._app_events.put_nowait(self.ended)
         for call_id, stream in self._streams.items():
             if call_id not in self._ended_streams:
                 self._ended_streams.add(call_id)
@@ -398,8 +597,18 @@ class Invite:
         """The call id, hex."""
         return self.call.call_id
 
-    async def accept(self) -> Call:
-        """Answer; returns the call once media (and the data channel, if offered) is up."""
+    async def accept(self, *, audio: MediaStreamTrack | None = None, video: MediaStreamTrack | None = None) -> Call:
+        """Answer; returns the call once media (and the data channel, if offered) is up.
+
+        ``audio`` and ``video`` are the tracks to send back, if the caller offered that kind;
+        the call receives whatever the caller sends either way. The call stops them when it ends.
+        """
+        for kind, track, offered in (("audio", audio, MediaKinds.AUDIO), ("video", video, MediaKinds.VIDEO)):
+            if track is not None:
+                if not self.media & offered:
+                    raise CallStateError(f"the caller offered no {kind}", self.call_id, "ringing", "accept")
+                self.call._local[kind] = track
+        self.call._t_start = self.call._now()
         await self.call._answer()
         await self.call._wait_ready()
         return self.call
@@ -475,24 +684,44 @@ class CallAgent:
         task = self._spawn(call._work())
         task.add_done_callback(lambda _: self._calls.discard(call))
 
-    async def call(self, target: AuraID | str, *, audio: bool = False, video: bool = False, data: bool = True) -> Call:
+    async def call(
+        self,
+        target: AuraID | str,
+        *,
+        audio: bool | MediaStreamTrack = False,
+        video: bool | MediaStreamTrack = False,
+        data: bool = True,
+    ) -> Call:
         """Call ``target`` (an AuraID or ``@handle``); returns once the call is connected.
 
+        ``audio`` and ``video`` are False (none), True (receive what the callee sends) or a
+        track to send (see :mod:`auralink.calls.media`), which the call stops when it ends.
         Raises :class:`~auralink.errors.CallDeclined` if the callee declines or is busy, and
         :class:`~auralink.errors.CallFailed` if the call ends before it connects.
         """
-        if audio or video:
-            raise CallStateError("this build carries data-channel calls only; audio and video are not wired yet")
-        if not data:
+        for kind, media_arg in (("audio", audio), ("video", video)):
+            if not isinstance(media_arg, bool) and getattr(media_arg, "kind", None) != kind:
+                raise CallStateError(f"{kind}= takes True, False or an aiortc {kind} track, not {media_arg!r}")
+        if not (audio is not False or video is not False or data):
             raise CallStateError("a call needs at least one of audio, video or data")
         if not self._open:
             raise CallStateError("the call agent is not running; use `async with CallAgent(mesh)`")
+        started = self.clock()
         peer = await self.mesh.peer_of(target)  # an AuraID, or the key a handle resolves to
-        media = MediaKinds.DATA
+        media = MediaKinds(0)
+        if audio is not False:
+            media |= MediaKinds.AUDIO
+        if video is not False:
+            media |= MediaKinds.VIDEO
+        if data:
+            media |= MediaKinds.DATA
         call = Call(self, peer)
+        call._t_start, call._t_resolved = started, self.clock()
         self._track(call)
         try:
-            await call._offer_call(media, lambda: self.mesh.open_stream(peer, SIGNAL_PROTOCOL))
+            await call._offer_call(
+                media, lambda: self.mesh.open_stream(peer, SIGNAL_PROTOCOL), audio=audio, video=video
+            )
         except BaseException:
             if call.state is CallState.IDLE:
                 call.signaling.hangup(call._now())
@@ -544,3 +773,35 @@ class CallAgent:
         call.signaling.receive(first, call._now())  # type: ignore[arg-type]
         call._pump()
         await call._read(stream, decoder)
+
+
+def _span(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else max(0.0, end - start)
+
+
+def _dtls_transport(pc: RTCPeerConnection) -> Any:
+    """The call's one (bundled) DTLS transport, or None before there is one."""
+    for transceiver in pc.getTransceivers():
+        if transceiver.sender.transport is not None:
+            return transceiver.sender.transport
+    return pc.sctp.transport if pc.sctp is not None else None
+
+
+def _ice_path(pc: RTCPeerConnection) -> CallPath | None:
+    """The nominated ICE candidate pair, read from aioice (aiortc has no public API for it)."""
+    transport = _dtls_transport(pc)
+    connection = getattr(getattr(transport, "transport", None), "_connection", None)
+    pair = getattr(connection, "_nominated", {}).get(1)
+    if pair is None:
+        return None
+    local, remote = pair.local_candidate, pair.remote_candidate
+    return CallPath(
+        kind=local.type,
+        local=_hostport(local.host, local.port),
+        remote=_hostport(remote.host, remote.port),
+        protocol=local.transport.lower(),
+    )
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -28,6 +28,8 @@ from auralink.mesh.daemon import DaemonClient, DaemonUnavailable, ProxyStream
 from auralink.mesh.resolution import Resolution, ResolveSource
 
 if TYPE_CHECKING:
+    from aiortc import MediaStreamTrack
+
     from auralink.calls.call import Call, Invite
 from auralink.mesh.stream import Stream, StreamHandler
 from auralink.wire import Address, Buffer, FrameDecoder
@@ -128,8 +130,17 @@ class Mesh:
     _exit: contextlib.AsyncExitStack
     _agent: Any = None
 
-    async def call(self, target: AuraID | str, *, audio: bool = False, video: bool = False, data: bool = True) -> Call:
+    async def call(
+        self,
+        target: AuraID | str,
+        *,
+        audio: bool | MediaStreamTrack = False,
+        video: bool | MediaStreamTrack = False,
+        data: bool = True,
+    ) -> Call:
         """Call ``target`` (an AuraID or ``@handle``); returns once connected (see :mod:`auralink.calls`).
+
+        ``audio``/``video``: False, True (receive only) or a track to send (:mod:`auralink.calls.media`).
 
         Needs the ``calls`` extra (aiortc). Raises :class:`~auralink.errors.CallDeclined` if the
         callee declines or is busy, :class:`~auralink.errors.CallFailed` if it never connects.
