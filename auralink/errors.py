@@ -62,7 +62,17 @@ AuralinkError
 │   ├── SignalingProtocolError  the peer broke ``auralink/signal/1`` (also a RemoteProtocolError)
 │   ├── CallFailed              the call ended before it connected (``reason`` says why)
 │   │   └── CallDeclined        the callee declined or was busy
-│   └── CallsNotInstalled       aiortc or PyAV is missing: install ``auralink[calls]``
+│   ├── CallsNotInstalled       aiortc or PyAV is missing: install ``auralink[calls]``
+│   ├── TurnRefused             a relay node refused us TURN credentials (``reason`` says why)
+│   └── RoomError               a room (``auralink.calls.room``) refused an action or ended
+│       ├── GrantError          a capability grant does not allow what was asked
+│       │   ├── GrantForged         its signature is not the room owner's (tampered, or signed by another key)
+│       │   ├── GrantExpired        its ``expires_at`` has passed
+│       │   ├── GrantNotYetValid    its ``not_before`` lies ahead (beyond the allowed clock skew)
+│       │   ├── GrantMismatch       it is for another room or another participant
+│       │   └── NotPermitted        it lacks the capability for the action (or an admin muted you)
+│       ├── RoomProtocolError   the peer broke ``auralink/room/1`` (also a RemoteProtocolError)
+│       └── RoomClosed          you left, were kicked, or the SFU went away (``reason`` says which)
 └── ConnectionError_            a connection or stream to a peer ended or could not start
     ├── ConnectionClosed        closed on purpose, by this side or cleanly by the peer
     └── ConnectionBroken        broken by the network or by a peer that misbehaved
@@ -104,6 +114,11 @@ __all__ = [
     "DialFailed",
     "EmbedderMismatch",
     "FrameTooLarge",
+    "GrantError",
+    "GrantExpired",
+    "GrantForged",
+    "GrantMismatch",
+    "GrantNotYetValid",
     "HandleTaken",
     "IdentityError",
     "InvalidAuraID",
@@ -116,6 +131,7 @@ __all__ = [
     "MemoryInputError",
     "MemoryNotFound",
     "MemoryStoreError",
+    "NotPermitted",
     "PeerIdentityMismatch",
     "AllProvidersFailed",
     "CircuitOpen",
@@ -138,6 +154,9 @@ __all__ = [
     "RecordTooLarge",
     "RemoteProtocolError",
     "ResolveFailed",
+    "RoomClosed",
+    "RoomError",
+    "RoomProtocolError",
     "SealedKeyError",
     "SignatureError",
     "StaleRecord",
@@ -150,6 +169,7 @@ __all__ = [
     "ToolRejected",
     "ToolTimeout",
     "ToolUnavailable",
+    "TurnRefused",
     "UnknownFrameType",
     "UnsupportedAudio",
     "UnsupportedVersion",
@@ -641,3 +661,70 @@ class ProtocolNotSupported(StreamReset):
     def __init__(self, protocol: str, error_code: int) -> None:
         super().__init__(f"peer does not serve protocol {protocol!r}", error_code)
         self.protocol = protocol
+
+
+# -- rooms (auralink.calls.room, auralink.calls.grants) -----------------------------------------
+
+
+class RoomError(CallError):
+    """A room refused an action, or the room ended for this participant."""
+
+    def __init__(self, message: str, room: str | None = None, action: str = "") -> None:
+        super().__init__(message)
+        self.room = room
+        """The room, as ``name@owner`` (owner shortened), if one is concerned."""
+        self.action = action
+        """What was refused: ``join``, ``publish``, ``subscribe``, ``chat``, ``mute``, ``kick``..."""
+
+
+class GrantError(RoomError):
+    """A capability grant does not allow what was asked; the subclass says why."""
+
+
+class GrantForged(GrantError):
+    """The grant's signature does not verify with the room owner's key: it was tampered with or forged."""
+
+
+class GrantExpired(GrantError):
+    """The grant's ``expires_at`` has passed; ask the room owner for a new one."""
+
+
+class GrantNotYetValid(GrantError):
+    """The grant's ``not_before`` lies further ahead than the allowed clock skew."""
+
+
+class GrantMismatch(GrantError):
+    """The grant is genuine but names another room or another participant than the one presenting it."""
+
+
+class NotPermitted(GrantError):
+    """The grant lacks the capability for this action, or an admin muted the participant."""
+
+    def __init__(self, message: str, room: str | None = None, action: str = "", capability: str = "") -> None:
+        super().__init__(message, room, action)
+        self.capability = capability
+        """The capability the action needs (``publish``, ``subscribe``, ``publish_data``, ``admin``)."""
+
+
+class RoomProtocolError(RoomError, RemoteProtocolError):
+    """The peer broke ``auralink/room/1``: bytes that do not decode, or a message out of turn."""
+
+
+class RoomClosed(RoomError):
+    """The room ended for this participant: it left, was kicked, its grant ran out, or the SFU went away."""
+
+    def __init__(self, message: str, room: str | None = None, reason: str = "", by: str | None = None) -> None:
+        super().__init__(message, room)
+        self.reason = reason
+        """``LEFT``, ``KICKED``, ``GRANT_EXPIRED``, ``SERVER_GONE``..."""
+        self.by = by
+        """The AuraID of the admin who kicked, if one did."""
+
+
+class TurnRefused(CallError):
+    """A relay node refused us TURN credentials: its access policy, or a ban."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        """The relay's own words."""
