@@ -54,6 +54,7 @@ __all__ = [
     "Stamp",
     "numpy_audio",
     "numpy_video",
+    "pushed_track",
     "read_stamp",
     "stamped_video",
     "tone",
@@ -349,6 +350,34 @@ def _fresh_pictures(track: MediaStreamTrack) -> MediaStreamTrack:
             track.stop()
 
     return FreshPictures()
+
+
+def pushed_track(kind: Kind, *, queue: int = 30) -> tuple[MediaStreamTrack, Callable[[Any], None]]:
+    """A track fed by the app: returns ``(track, push)``; each ``push(frame)`` queues a frame to send.
+
+    At most ``queue`` frames wait; pushing onto a full queue drops the oldest (live media, not a
+    file). Pushing ``None`` ends the track. Used to send back what a call receives (an echo).
+    """
+    pending: asyncio.Queue[Any] = asyncio.Queue(maxsize=max(1, queue))
+
+    class PushedTrack(_track_class()):  # type: ignore[misc]
+        async def recv(self) -> Any:
+            if self.readyState != "live":
+                raise _media_error()
+            frame = await pending.get()
+            if frame is None:
+                self.stop()
+                raise _media_error()
+            return frame
+
+    PushedTrack.kind = kind
+
+    def push(frame: Any) -> None:
+        if pending.full():
+            pending.get_nowait()
+        pending.put_nowait(frame)
+
+    return PushedTrack(), push
 
 
 # -- sinks ----------------------------------------------------------------------------------------

@@ -532,10 +532,14 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(exc, f"{exc.format_message()}{hint}", 2, as_json)
     except ClickException as exc:
         return _fail(exc, exc.format_message(), exc.exit_code, as_json)
-    except typer.Abort as exc:
+    except (typer.Abort, KeyboardInterrupt) as exc:
         return _fail(exc, "aborted", 130, as_json)
     except AuralinkError as exc:
         return _fail(exc, str(exc), 1, as_json)
     except OSError as exc:
         return _fail(exc, f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1, as_json)
     return result if isinstance(result, int) else 0
+
+
+# Commands kept in their own modules register themselves on `app` when imported.
+from auralink_node.cli import calls as _calls  # noqa: E402, F401
