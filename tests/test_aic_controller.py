@@ -237,7 +237,9 @@ async def test_real_call_is_driven_below_aiortcs_floor() -> None:
     def on_track(track: MediaStreamTrack) -> None:
         async def pull() -> None:
             while len(received) < 20:
-                received.append(await track.recv())
+                frame = await track.recv()
+                assert isinstance(frame, VideoFrame)
+                received.append(frame)
             enough.set()
 
         tasks.append(asyncio.ensure_future(pull()))

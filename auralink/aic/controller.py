@@ -17,17 +17,30 @@ test against the real classes:
   one instance. Its ``target_bitrate`` setter is what aiortc's REMB handler calls: the subclass
   records the receiver's estimate (:attr:`ControlledVp8Encoder.remb_bps`) instead of applying it,
   and the controller uses it as the network's bandwidth estimate, which no target ever exceeds.
+* **Encoder options per encoder.** aiortc turns on libvpx's denoiser (``noise-sensitivity=4``),
+  which caps quality: with only the denoiser off, the same VMAF costs 72-87% fewer bits (see
+  ``docs/benchmarks.md``). ``Vp8Encoder`` builds its libvpx context inside ``encode()`` and sets its
+  options before the first frame opens it; :class:`ControlledVp8Encoder` declares ``codec`` as a
+  property, so every context aiortc creates for that one encoder is wrapped in
+  :class:`TunedCodecContext`, which merges :data:`TUNED_VP8_OPTIONS` (or the caller's overrides)
+  into the options aiortc sets. Other encoders in the process keep aiortc's options.
 * **Resolution and frame rate** are applied in the track (:class:`AICVideoTrack`), since aiortc
   has no ``scaleResolutionDownBy``: frames are dropped to the hinted rate and scaled with
   ``VideoFrame.reformat``. Every frame's ``pict_type`` is reset, so frames decoded from files or
   FFmpeg sources, which arrive marked as keyframes, are not all coded as keyframes.
 
-Hysteresis. aiortc re-creates the encoder, and so forces a keyframe, whenever the target moves by
-more than 10% from the coded bitrate. The hint engine already keeps its previous settings for
-changes within its hysteresis; the controller in addition writes a new target only when it moves by
-more than ``hysteresis`` from the encoder's current one, or when the current one is above the
-network's estimate. Each write that re-creates the encoder is counted in
-:attr:`AICMetrics.bitrate_changes`.
+Hysteresis and scenes. aiortc re-creates the encoder, and so forces a keyframe, whenever the target
+moves by more than 10% from the coded bitrate or the frame size changes (libvpx as built into PyAV
+ignores a bitrate change on an open context, so there is no cheaper way). Per-frame hints would
+therefore buy keyframes, not quality. The controller:
+
+* smooths the content features over about a third of a second (an exponential average of SI and
+  TI) and restarts the average at each scene cut, so one noisy frame does not move the target;
+* changes bitrate or size at once on a scene cut (a cut costs an intra frame anyway), when the
+  current bitrate no longer fits the network's estimate, or on a deadline fallback; otherwise at
+  most once per ``dwell`` seconds of media time (2 s by default);
+* writes a new target only when it moves by more than ``hysteresis`` from the encoder's current
+  one. Each write that re-creates the encoder is counted in :attr:`AICMetrics.bitrate_changes`.
 
 Deadline. Each hint goes through :meth:`HintEngine.apply_or_native` at the moment it is applied: a
 hint older than its deadline (50 ms by default, as when feature extraction stalls or a remote hint
@@ -44,16 +57,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from types import MappingProxyType
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 
 from auralink.aic.engine import DEFAULT_HYSTERESIS, EncoderSettings, Hint, HintEngine, NetworkStats
 from auralink.aic.errors import UnsupportedEncoder
-from auralink.aic.features import FeatureExtractor
+from auralink.aic.features import FeatureExtractor, FrameStats
 from auralink.errors import LocalProtocolError
 
 try:
@@ -61,15 +76,19 @@ try:
     from aiortc.mediastreams import MediaStreamTrack
     from av import VideoFrame
     from av.frame import Frame
+    from av.video.codeccontext import VideoCodecContext
     from av.video.frame import PictureType
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError("auralink.aic.controller needs aiortc; install it with: pip install 'auralink[calls]'") from exc
 
 __all__ = [
+    "DEFAULT_DWELL",
+    "TUNED_VP8_OPTIONS",
     "AICController",
     "AICMetrics",
     "AICVideoTrack",
     "ControlledVp8Encoder",
+    "TunedCodecContext",
     "adopt_encoder",
     "set_encoder_bitrate",
 ]
@@ -85,6 +104,39 @@ DEFAULT_FLOOR_BPS = 30_000
 """Lowest target the controller writes to an adopted encoder."""
 DEFAULT_CEILING_BPS = 4_000_000
 """Highest target the controller writes to an adopted encoder."""
+TUNED_VP8_OPTIONS: Mapping[str, str] = MappingProxyType({"noise-sensitivity": "0"})
+"""libvpx options an adopted encoder overrides: the denoiser off (aiortc sets 4)."""
+DEFAULT_DWELL = 2.0
+"""Seconds of media between two bitrate or size changes, unless a cut or the network forces one."""
+_SMOOTHING = 0.1
+"""Weight of the newest frame in the controller's moving average of SI and TI."""
+
+
+class TunedCodecContext:
+    """A libvpx ``CodecContext`` whose ``options``, when aiortc sets them, get overrides merged in.
+
+    Every other attribute reads and writes through to the context, so aiortc's code works on it
+    unchanged.
+    """
+
+    __slots__ = ("_context", "_overrides")
+
+    def __init__(self, context: object, overrides: Mapping[str, str]) -> None:
+        object.__setattr__(self, "_context", context)
+        object.__setattr__(self, "_overrides", dict(overrides))
+
+    @property
+    def context(self) -> object:
+        """The wrapped PyAV codec context."""
+        return object.__getattribute__(self, "_context")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(object.__getattribute__(self, "_context"), name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "options" and isinstance(value, dict):
+            value = {**value, **object.__getattribute__(self, "_overrides")}
+        setattr(object.__getattribute__(self, "_context"), name, value)
 
 
 def set_encoder_bitrate(encoder: vpx.Vp8Encoder, bitrate_bps: int, *, floor: int, ceiling: int) -> int:
@@ -116,6 +168,20 @@ class ControlledVp8Encoder(vpx.Vp8Encoder):
     """Highest target this encoder accepts, bits per second."""
     remb_bps: int | None
     """The receiver's latest REMB estimate, unclamped, or None before the first."""
+    options: dict[str, str]
+    """libvpx options merged over aiortc's into each codec context this encoder creates."""
+
+    @property
+    def codec(self) -> VideoCodecContext | None:
+        """The libvpx context, or None; a :class:`TunedCodecContext` (which acts as one) when there are overrides."""
+        return cast("VideoCodecContext | None", self.__dict__.get("codec"))
+
+    @codec.setter
+    def codec(self, context: object | None) -> None:
+        # aiortc assigns a fresh context, then sets its options, then opens it on the first frame.
+        if context is not None and self.options and not isinstance(context, TunedCodecContext):
+            context = TunedCodecContext(context, self.options)
+        self.__dict__["codec"] = context
 
     @property
     def target_bitrate(self) -> int:
@@ -134,22 +200,36 @@ class ControlledVp8Encoder(vpx.Vp8Encoder):
 
 
 def adopt_encoder(
-    encoder: object, *, floor: int = DEFAULT_FLOOR_BPS, ceiling: int = DEFAULT_CEILING_BPS
+    encoder: object,
+    *,
+    floor: int = DEFAULT_FLOOR_BPS,
+    ceiling: int = DEFAULT_CEILING_BPS,
+    options: Mapping[str, str] = TUNED_VP8_OPTIONS,
 ) -> ControlledVp8Encoder:
-    """Put a live ``Vp8Encoder`` under AIC control, with per-encoder limits; idempotent.
+    """Put a live ``Vp8Encoder`` under AIC control, with per-encoder limits and libvpx options; idempotent.
 
-    Raises :class:`UnsupportedEncoder` for any other encoder (H.264, Opus, a subclass of unknown
-    behaviour).
+    ``options`` are merged over aiortc's own in every codec context the encoder creates from now on
+    (an empty mapping keeps aiortc's). A context already open with other options is dropped, so the
+    next frame re-creates it (one keyframe). Raises :class:`UnsupportedEncoder` for any other encoder
+    (H.264, Opus, a subclass of unknown behaviour).
     """
     if not 0 < floor <= ceiling:
         raise LocalProtocolError(f"encoder limits must satisfy 0 < floor <= ceiling, not {floor}, {ceiling}")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in options.items()):
+        raise LocalProtocolError(f"encoder options must map str to str, not {dict(options)!r}")
     if type(encoder) is vpx.Vp8Encoder:
+        current = encoder.codec
         encoder.__class__ = ControlledVp8Encoder
         assert isinstance(encoder, ControlledVp8Encoder)
         encoder.remb_bps = None
+        encoder.options = {}
+        encoder.__dict__["codec"] = current
     elif not isinstance(encoder, ControlledVp8Encoder):
         raise UnsupportedEncoder(type(encoder).__name__)
     encoder.floor, encoder.ceiling = floor, ceiling
+    if dict(options) != encoder.options:
+        encoder.options = dict(options)
+        encoder.codec = None  # re-created with the new options on the next frame
     return encoder
 
 
@@ -201,11 +281,20 @@ class AICController:
         floor_bps: int = DEFAULT_FLOOR_BPS,
         ceiling_bps: int = DEFAULT_CEILING_BPS,
         hysteresis: float = DEFAULT_HYSTERESIS,
+        dwell: float = DEFAULT_DWELL,
+        encoder_options: Mapping[str, str] = TUNED_VP8_OPTIONS,
     ) -> None:
         if not 0 < floor_bps <= ceiling_bps:
             raise LocalProtocolError(f"floor_bps and ceiling_bps must satisfy 0 < floor <= ceiling: {floor_bps}")
         if not 0.0 <= hysteresis <= 1.0:
             raise LocalProtocolError(f"hysteresis must lie in [0, 1], not {hysteresis!r}")
+        if not 0.0 <= dwell < float("inf"):
+            raise LocalProtocolError(f"dwell must be a finite number of seconds >= 0, not {dwell!r}")
+        self._dwell = dwell
+        self._options = dict(encoder_options)
+        self._applied: EncoderSettings | None = None
+        self._applied_at: float | None = None
+        self._smoothed: tuple[float, float] | None = None
         self.engine = engine if engine is not None else HintEngine()
         """The hint engine; its ``mode`` may be changed at any time."""
         self._clock = clock
@@ -275,11 +364,14 @@ class AICController:
         luma = _luma(frame)
         stats = self._extractor.push(luma, self._source_fps)
         network = self.network
-        hint = self.engine.hint(stats, network, self._clock())
+        hint = self.engine.hint(self._smooth(stats), network, self._clock())
         self._hints += 1
         self._last_hint = hint
         native = self._native()
-        settings = self.engine.apply_or_native(hint, self._clock(), native)
+        fallbacks = self.engine.fallbacks
+        wanted = self.engine.apply_or_native(hint, self._clock(), native)
+        forced = stats.scene_change or self.engine.fallbacks != fallbacks
+        settings = self._settle(wanted, network, self._clock() if seconds is None else seconds, forced=forced)
         self._apply_bitrate(settings.bitrate_bps, network)
         if not self._due(seconds, settings.fps):
             self._frames_dropped += 1
@@ -293,6 +385,42 @@ class AICController:
         out.pict_type = PictureType.NONE
         self._frames_sent += 1
         return out
+
+    def _smooth(self, stats: FrameStats) -> FrameStats:
+        """SI and TI averaged over recent frames; the average restarts at a cut."""
+        si, ti = stats.spatial_information, stats.temporal_information
+        if self._smoothed is not None and not stats.scene_change:
+            old_si, old_ti = self._smoothed
+            si = old_si + _SMOOTHING * (si - old_si)
+            ti = old_ti + _SMOOTHING * (ti - old_ti)
+        self._smoothed = (si, ti)
+        return FrameStats(
+            width=stats.width,
+            height=stats.height,
+            fps=stats.fps,
+            spatial_information=si,
+            temporal_information=ti,
+            motion=stats.motion,
+            scene_change=stats.scene_change,
+        )
+
+    def _settle(self, wanted: EncoderSettings, network: NetworkStats, now: float, *, forced: bool) -> EncoderSettings:
+        """The settings to use now: ``wanted`` if a change is due or forced, else the ones in force."""
+        applied = self._applied
+        due = (
+            applied is None
+            or forced
+            or self._applied_at is None
+            or now - self._applied_at >= self._dwell
+            or now < self._applied_at  # the media clock went back (a new source)
+            or applied.bitrate_bps > max(self._floor, network.bandwidth_bps)
+        )
+        if not due:
+            assert applied is not None
+            return applied
+        if applied is None or wanted != applied:
+            self._applied, self._applied_at = wanted, now
+        return wanted
 
     def _native(self) -> EncoderSettings:
         """What aiortc would do by itself: the last REMB (else its 500 kbps start) within its global limits."""
@@ -330,7 +458,7 @@ class AICController:
         if encoder is None:  # aiortc creates it after the first frame
             return None
         try:
-            self._encoder = adopt_encoder(encoder, floor=self._floor, ceiling=self._ceiling)
+            self._encoder = adopt_encoder(encoder, floor=self._floor, ceiling=self._ceiling, options=self._options)
         except UnsupportedEncoder as exc:
             self._unsupported = True
             logger.warning("%s", exc)

