@@ -49,7 +49,9 @@ async def echo_data(call: Any) -> None:
         return
 
 
-async def place(home: Path, target: str, bob: str | None, addr: str | None, *, video: Path | None, seconds: float) -> None:
+async def place(
+    home: Path, target: str, bob: str | None, addr: str | None, *, video: Path | None, seconds: float
+) -> None:
     async with auralink.connect(home) as mesh:
         if bob and addr:
             await mesh.dial(auralink.AuraID.parse(bob), [addr])
