@@ -38,12 +38,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from auralink.calls.ice import IceConfig, checked_configuration, rtc_configuration
+from auralink.calls.ice import IceConfig, IceServer, checked_configuration, rtc_configuration
 from auralink.calls.media import RemoteTrack
 from auralink.calls.messages import CODEC, SIGNAL_PROTOCOL, Hangup, HangupReason, MediaKinds, Offer
 from auralink.calls.signaling import (
@@ -58,6 +59,7 @@ from auralink.calls.signaling import (
     SignalingTimeouts,
 )
 from auralink.errors import (
+    AuralinkError,
     CallDeclined,
     CallError,
     CallFailed,
@@ -79,6 +81,10 @@ logger.addHandler(logging.NullHandler())
 
 DATA_CHANNEL_LABEL = "auralink"
 """The label of the call's data channel."""
+TURN_TIMEOUT = 3.0
+"""Seconds a call waits for TURN credentials from the home relay before going on without."""
+TURN_REFRESH_MARGIN = 120.0
+"""Seconds before their expiry at which cached TURN credentials are fetched anew."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,9 +435,10 @@ class Call:
             candidate.sdpMid, candidate.sdpMLineIndex = message.sdp_mid, message.sdp_mline_index
             await self._pc.addIceCandidate(candidate)
 
-    def _new_pc(self) -> RTCPeerConnection:
+    async def _new_pc(self) -> RTCPeerConnection:
         aiortc = _aiortc()
-        pc: RTCPeerConnection = aiortc.RTCPeerConnection(checked_configuration(rtc_configuration(self._agent.ice)))
+        ice = await self._agent.ice_config()
+        pc: RTCPeerConnection = aiortc.RTCPeerConnection(checked_configuration(rtc_configuration(ice)))
 
         @pc.on("connectionstatechange")
         def _state_changed() -> None:
@@ -496,7 +503,7 @@ class Call:
         audio: bool | MediaStreamTrack = False,
         video: bool | MediaStreamTrack = False,
     ) -> None:
-        pc = self._new_pc()
+        pc = await self._new_pc()
         self._want_data = bool(media & MediaKinds.DATA)
         self._add_media(pc, "audio", audio)
         self._add_media(pc, "video", video)
@@ -514,7 +521,7 @@ class Call:
     async def _answer(self) -> None:
         aiortc = _aiortc()
         assert self._offer is not None
-        pc = self._new_pc()
+        pc = await self._new_pc()
         self._want_data = bool(self._offer.media & MediaKinds.DATA)
         await pc.setRemoteDescription(aiortc.RTCSessionDescription(self._offer.sdp, "offer"))
         for transceiver in pc.getTransceivers():
@@ -631,11 +638,16 @@ class CallAgent:
         timeouts: SignalingTimeouts | None = None,
         clock: Callable[[], float] | None = None,
         call_ids: Callable[[], bytes] | None = None,
+        turn: bool = True,
     ) -> None:
         self.mesh = mesh
         """The mesh the calls run over."""
         self.ice = ice or IceConfig()
         """ICE servers for every call (none by default: host candidates only)."""
+        self.turn = turn
+        """Add the TURN server of our home relay to each call, unless ``ice`` names one (see :meth:`ice_config`)."""
+        self._turn: IceServer | None = None
+        self._turn_expires = 0.0
         self.timeouts = timeouts or SignalingTimeouts()
         """Signaling deadlines."""
         self.clock: Callable[[], float] = clock or (lambda: asyncio.get_running_loop().time())
@@ -647,6 +659,40 @@ class CallAgent:
         self._invites: asyncio.Queue[Invite] = asyncio.Queue()
         self._outgoing: dict[AuraID, Call] = {}
         self._open = False
+
+    async def ice_config(self) -> IceConfig:
+        """The ICE configuration of the next call.
+
+        ``ice`` as given, plus, when :attr:`turn` is on and ``ice`` lists no TURN server, the TURN
+        server of our first ready home relay with credentials it issued to our AuraID over
+        ``auralink/turn/1`` (cached until shortly before they expire). Without a home relay, or
+        if the relay refuses or does not answer within :data:`TURN_TIMEOUT`, the call goes on
+        with host candidates (and STUN, if configured): a LAN call needs no relay.
+        """
+        if not self.turn or any(server.is_turn for server in self.ice.servers):
+            return self.ice
+        now = time.time()
+        if self._turn is None or now > self._turn_expires - TURN_REFRESH_MARGIN:
+            self._turn = await self._fetch_turn()
+        if self._turn is None:
+            return self.ice
+        return IceConfig(servers=(*self.ice.servers, self._turn), transport_policy=self.ice.transport_policy)
+
+    async def _fetch_turn(self) -> IceServer | None:
+        from auralink.calls.turn import turn_credentials  # noqa: PLC0415
+
+        relays = [r for r in (await self.mesh.status()).get("relays", []) if r.get("home") and r.get("ready")]
+        for entry in relays:
+            relay, _, address = str(entry["relay"]).partition("@")
+            try:
+                creds = await turn_credentials(self.mesh, relay, addresses=[address], timeout=TURN_TIMEOUT)
+            except (AuralinkError, TimeoutError) as exc:
+                logger.info("no TURN credentials from relay %s: %s", relay[:10], exc)
+                continue
+            if creds.urls:
+                self._turn_expires = float(creds.expires_at)
+                return IceServer(creds.urls[0], username=creds.username, credential=creds.password)
+        return None
 
     def new_call_id(self) -> bytes:
         """A fresh random call id."""
