@@ -60,7 +60,7 @@ def write_model(path: Path, **changes: object) -> Path:
     ("changes", "reason"),
     [
         ({"format_version": 2}, "format_version"),
-        ({"metric": "vmaf"}, "metric"),
+        ({"metric": "ssim"}, "metric"),
         ({"codec": [1.0, 0.5, 0.0, 0.0, 0.0, 0.0]}, "monotonicity"),
         ({"codec": [1.0, -0.5, 0.0, 0.0, -1.0, 0.0]}, "monotonicity"),
         ({"codec": [1.0, float("nan"), 0.0, 0.0, 0.0, 0.0]}, "finite"),

