@@ -239,3 +239,45 @@ def test_when_the_relay_in_use_dies_the_transfer_moves_to_the_other_relay(mesh: 
     assert killed and why["path"].startswith("relay:") and why["path"] != killed[0]
     moves = [h for h in why["history"] if h["from"] == killed[0]]
     assert moves and moves[0]["reason"] == "failover", why["history"]
+
+
+CALL_ARGS = ("--duration", "3", "--json")
+
+
+@pytest.mark.parametrize("mesh", ["symmetric"], indirect=True)
+def test_a_call_between_symmetric_nats_goes_through_the_relays_turn_server(mesh: Mesh) -> None:
+    """`call` in alice's namespace, `answer` in bob's: ICE finds only relayed candidate pairs."""
+    pytest.importorskip("aiortc")
+    alice, bob = mesh.homes["alice"], mesh.homes["bob"]
+    for name in ("alice", "bob"):  # bounded: the home relay session is up (TURN credentials come from it)
+        for _ in range(100):
+            if any(r["ready"] for r in cli_json(mesh.homes[name], "status")["relays"]):
+                break
+        else:
+            raise AssertionError(f"{name} has no relay session")
+    answering = subprocess.Popen(
+        [*mesh.net.host_b.argv(), "auralink-node", "--home", str(bob), "answer", "--count", "1", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert answering.stderr is not None
+        assert "answering calls" in answering.stderr.readline()  # bounded by the process: it prints or exits
+        done = subprocess.run(
+            [*mesh.net.host_a.argv(), "auralink-node", "--home", str(alice), "call", "@bob.aura", *CALL_ARGS],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        out, err = answering.communicate(timeout=30)
+    finally:
+        answering.kill()
+    report = json.loads(done.stdout)
+    assert json.loads(out) == {"served": 1}, err
+    assert report["path"]["kind"] == "relay", report["path"]
+    assert report["path"]["local"].startswith(f"{mesh.net.relay_ip}:")  # allocated on the relay's TURN server
+    assert report["frames"]["video"] > 0 and report["frames"]["audio"] > 0
+    assert report["echo_latency_ms"]["count"] > 0 and report["data_rtt_ms"]["count"] > 0
