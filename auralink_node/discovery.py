@@ -64,6 +64,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Discovery", "DiscoveryConfig", "NegativeCache", "Resolution", "ResolveSource", "parse_target"]
 
+SUSPECT_SCORE = 0.3
+"""Peers scoring below this (a stranger scores 0.5) are asked last in DHT lookups."""
+
 logger = logging.getLogger(__name__)
 
 DHT_FIRST_BYTES = (0x00, 0x01)
@@ -192,6 +195,7 @@ class Discovery:
         self.dht.attach(_EndpointLink(self._node))
         assert self.dht.protocol is not None
         self.dht.protocol.admit = self._admit
+        self.dht.protocol.suspect = self._suspect
         self.dht.on_misbehaviour = self._misbehaved
         self._node.endpoint.on_raw_datagram(DHT_FIRST_BYTES, self._dht_datagram)
         if self._node.config.mdns:
@@ -333,6 +337,13 @@ class Discovery:
         """Keep peers our reputation book bans out of the routing table (when we know who they are)."""
         peer = self._verified_ids.get(contact.id)
         return peer is None or not self._node.reputation.is_banned(Role.PEER, peer, self._node.wall_clock())
+
+    def _suspect(self, node_id: bytes) -> bool:
+        """A DHT contact whose owner's reputation as a peer is below :data:`SUSPECT_SCORE` (strangers are not)."""
+        peer = self._verified_ids.get(node_id)
+        return (
+            peer is not None and self._node.reputation.score(Role.PEER, peer, self._node.wall_clock()) < SUSPECT_SCORE
+        )
 
     def _misbehaved(self, address: tuple[str, int], reason: str) -> None:
         """A DHT peer sent garbage or an invalid record: a strike, if we know whose address it is."""

@@ -416,6 +416,7 @@ class FakeProtocol:
         self.asked: list[Node] = []
         self.stored: list[tuple[Node, bytes]] = []
         self.background: list[Coroutine[Any, Any, object]] = []
+        self.suspect: Callable[[bytes], bool] | None = None
 
     def query(self, peer: Node, method: str, key: bytes) -> asyncio.Future[tuple[bool, object]]:
         self.asked.append(peer)
@@ -809,6 +810,22 @@ def test_a_lookup_finishes_once_the_k_closest_live_peers_replied_without_waiting
     assert lookup.closest() == peers[1:4]
     lookup.replied(peers[0].id)  # a late answer still counts
     assert lookup.closest() == peers[:3]
+
+
+def test_suspect_peers_are_asked_after_every_trusted_peer_in_the_window_but_still_count() -> None:
+    target = node_id(81)
+    peers = ranked(target, 6)
+    suspects = {peers[0].id, peers[2].id}
+    lookup = Lookup(target, peers, ksize=4, alpha=2, max_queries=32, suspect=suspects.__contains__)
+    assert lookup.queries_due(0.0, 0.5) == [peers[1], peers[3]]  # the closest trusted ones first
+    lookup.replied(peers[1].id)
+    lookup.replied(peers[3].id)
+    assert lookup.queries_due(0.01, 0.5) == [peers[0], peers[2]]  # then the suspects: the window is still the k closest
+    lookup.replied(peers[0].id)
+    lookup.replied(peers[2].id)
+    assert lookup.finished(0.02)
+    assert lookup.closest() == peers[:4]
+    assert lookup.state(peers[4].id) is PeerState.HEARD  # no trusted peer outside the window was asked instead
 
 
 def test_a_lookup_sends_at_most_its_query_budget() -> None:

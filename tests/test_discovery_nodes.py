@@ -141,3 +141,15 @@ async def test_a_verified_peer_that_stores_forged_records_gets_strikes_and_a_ban
         assert b.reputation.is_banned(Role.PEER, a.aura_id, now)
         assert not b.discovery._admit(KademliaNode(a.aura_id.dht_key(), "127.0.0.1", 1))
         assert b.discovery._admit(KademliaNode(bytes(20), "127.0.0.1", 1))  # strangers are let in
+
+
+async def test_dht_lookups_ask_poorly_reputed_peers_last(tmp_path: Path) -> None:
+    async with running(make_home(tmp_path, "b")) as b, running(make_home(tmp_path, "a")) as a:
+        await a.dial(b.aura_id, b.listen_addresses)  # b knows a's key at a's address
+        protocol = b.discovery.dht.protocol
+        assert protocol is not None and protocol.suspect is not None
+        assert not protocol.suspect(a.aura_id.dht_key())  # a verified stranger is trusted as much as anyone
+        assert not protocol.suspect(bytes(20))  # and so is an unverified contact
+        for _ in range(4):
+            b.reputation.failure(Role.PEER, a.aura_id, b.wall_clock())
+        assert protocol.suspect(a.aura_id.dht_key())

@@ -246,11 +246,26 @@ class Lookup:
     Up to ``alpha`` queries are active at once; the closest un-asked peers in the window are asked
     first. The lookup has finished when every peer in the window has replied, or when
     ``max_queries`` were sent and no active query remains.
+
+    Reputation: ``suspect(peer_id)``, if given, names peers whose reputation is poor. They stay
+    in the ranking (the window is still the ``ksize`` closest, so the lookup converges as
+    Kademlia's does), but within the window every trusted un-asked peer is asked before any
+    suspect one: a peer that served invalid records spends our query budget last.
     """
 
-    def __init__(self, target: bytes, peers: Iterable[Node], *, ksize: int, alpha: int, max_queries: int) -> None:
+    def __init__(
+        self,
+        target: bytes,
+        peers: Iterable[Node],
+        *,
+        ksize: int,
+        alpha: int,
+        max_queries: int,
+        suspect: Callable[[bytes], bool] | None = None,
+    ) -> None:
         if min(ksize, alpha, max_queries) < 1:
             raise LocalProtocolError("a lookup needs ksize, alpha and max_queries of at least 1")
+        self._suspect = suspect
         self.target = int.from_bytes(target, "big")
         self.ksize = ksize
         self.alpha = alpha
@@ -298,7 +313,11 @@ class Lookup:
         """The peers to ask now, closest first; each counts as active until ``now + patience``."""
         free = self.alpha - self.active(now)
         due: list[Node] = []
-        for peer_id in self._window(now):
+        window = self._window(now)
+        if self._suspect is not None:
+            suspect = self._suspect
+            window.sort(key=suspect)  # stable: trusted first, each group closest first
+        for peer_id in window:
             if len(due) >= free or self.queried >= self.max_queries:
                 break
             if self._state[peer_id] is PeerState.HEARD:

@@ -275,6 +275,8 @@ class AuraKademliaProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia 
         self._limiter = PeerRateLimiter(config.rate_limit)
         self.admit: Callable[[Node], bool] | None = None
         """If set, contacts it refuses never enter the routing table (the node refuses banned peers)."""
+        self.suspect: Callable[[bytes], bool] | None = None
+        """If set, lookups ask the peers (by node ID) it names last (the node's poorly reputed peers)."""
         self._pending: dict[bytes, _Pending] = {}
         self._rng = random.Random(source_node.id)
         self.background: set[asyncio.Task[Any]] = set()
@@ -518,7 +520,9 @@ class _Crawl:
     def __init__(self, protocol: AuraKademliaProtocol, node: Node, peers: list[Node], ksize: int, alpha: int) -> None:
         self.protocol = protocol
         self.node = node
-        self.lookup = Lookup(node.id, peers, ksize=ksize, alpha=alpha, max_queries=QUERIES_PER_K * ksize)
+        self.lookup = Lookup(
+            node.id, peers, ksize=ksize, alpha=alpha, max_queries=QUERIES_PER_K * ksize, suspect=protocol.suspect
+        )
 
     def _satisfied(self) -> bool:
         """Whether the crawl may stop before the lookup has finished (a value lookup with its quorum)."""
