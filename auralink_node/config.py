@@ -78,6 +78,10 @@ class NodeConfig(BaseModel):
     """Bytes per second each node may send through our relay."""
     relay_max_peers: int = Field(default=64, ge=1, le=100_000)
     """Distinct peers each node may reach through our relay at once."""
+    turn: bool = True
+    """When relaying, also serve TURN (RFC 8656, UDP) so that calls can relay media through us."""
+    turn_port: int = Field(default=3478, ge=0, le=65535)
+    """The UDP port of our TURN server, on the host of our first listen address (0: ephemeral)."""
     record_ttl: int = Field(default=3600, ge=60, le=MAX_LIFETIME)
     """Seconds our signed node record stays valid; it is re-signed at half-life."""
     claim_ttl: int = Field(default=7 * 24 * 3600, ge=60, le=MAX_LIFETIME)

@@ -55,6 +55,7 @@ from auralink_node.transport.connection import DatagramSender
 from auralink_node.transport.endpoint import TransportConfig
 from auralink_node.transport.interfaces import expand_unspecified
 from auralink_node.transport.streams import ErrorCode
+from auralink_node.turn.server import TurnService, start_turn_service
 
 __all__ = ["Node", "PingReport"]
 
@@ -193,6 +194,8 @@ class Node:
         self._identified: dict[AuraID, asyncio.Future[identify.PeerInfo]] = {}
         self.relay_service: RelayService | None = None
         """Our relay, when ``config.relay`` is on."""
+        self.turn_service: TurnService | None = None
+        """Our TURN server, when ``config.relay`` and ``config.turn`` are on (and its port was free)."""
         self.relay_links: dict[AuraID, RelayLink] = {}
         """Our sessions on relays: the home relays from the config, and relays of peers we dialled."""
         self._home_relays: set[AuraID] = set()
@@ -268,6 +271,8 @@ class Node:
             )
             self.router.register(RELAY_PROTOCOL, self.relay_service.serve)
             self.endpoint.on_raw_datagram((SEND_DATAGRAM,), self.relay_service.datagram_received)
+            if self.config.turn:
+                self.turn_service = await start_turn_service(self, policy)
         for relay in self.config.relay_addresses():
             if relay.aura_id != self.aura_id:
                 self.relay_link(relay, home=True)
@@ -690,6 +695,7 @@ class Node:
                 for aura_id, link in self.relay_links.items()
             ],
             "relay_service": dict(self.relay_service.stats) if self.relay_service is not None else None,
+            "turn": self.turn_service.url if self.turn_service is not None else None,
         }
 
     def peers(self) -> list[dict[str, Any]]:

@@ -103,6 +103,7 @@ class StatusResponse(_Model):
     record_seq: int
     relays: list[RelayLinkModel]
     relay_service: dict[str, int] | None = Field(description="our relay's packet counts by outcome, if we relay")
+    turn: str | None = Field(default=None, description="our TURN server's URL, if we relay and serve TURN")
 
 
 class PathModel(_Model):
