@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -52,12 +53,36 @@ async def bob(tmp_path: Path, alice: Mesh) -> AsyncIterator[Mesh]:
         yield mesh
 
 
-async def settled(tasks_before: set[asyncio.Task[object]], threads_before: int) -> tuple[list[object], int]:
-    """Wait (bounded: 5 s) until the tasks and threads started since the baseline are gone; returns what is left."""
+def open_sockets() -> int:
+    """Sockets this process holds open (from /proc/self/fd)."""
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            count += os.readlink(fd).startswith("socket:")
+        except OSError:
+            continue  # closed while we looked
+    return count
+
+
+def call_threads() -> set[str]:
+    """Threads other than asyncio's default-executor workers (``asyncio_N``).
+
+    aiortc encodes in ``loop.run_in_executor(None, ...)``: the loop's shared, bounded worker pool
+    (``min(32, cpus + 4)`` threads) keeps its workers for the next job, as any asyncio app's
+    would. Everything else a call starts (decoder threads, media readers) must end with it.
+    """
+    return {t.name for t in threading.enumerate() if not t.name.startswith("asyncio_")}
+
+
+async def settled(tasks_before: set[asyncio.Task[object]], threads_before: set[str]) -> tuple[list[object], set[str]]:
+    """Wait (bounded: 5 s) until tasks and threads started since the baseline are gone; returns what is left."""
     leftover: list[object] = []
+    extra: set[str] = set()
     for _ in range(100):
         leftover = [t for t in asyncio.all_tasks() - tasks_before if t is not asyncio.current_task()]
-        if not leftover and threading.active_count() <= threads_before:
+        extra = call_threads() - threads_before
+        if not leftover and not extra:
             break
-        await asyncio.sleep(0.05)
-    return leftover, threading.active_count()
+        await asyncio.sleep(0.05)  # bounded polling: threads end on their own schedule
+    return leftover, extra

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 
@@ -12,7 +11,7 @@ pytest.importorskip("aiortc")
 from auralink.calls import CallAgent, CallState, HangupReason, SignalingTimeouts
 from auralink.errors import CallDeclined, CallFailed, CallStateError
 from auralink.mesh import Mesh
-from tests.calls_kit import alice, bob, needs_candidates
+from tests.calls_kit import alice, bob, call_threads, needs_candidates, settled
 
 pytestmark = needs_candidates
 __all__ = ["alice", "bob"]  # fixtures
@@ -20,7 +19,7 @@ __all__ = ["alice", "bob"]  # fixtures
 
 async def test_a_data_call_rings_connects_carries_messages_and_hangs_up(alice: Mesh, bob: Mesh) -> None:
     tasks_before = set(asyncio.all_tasks())
-    threads_before = threading.active_count()
+    threads_before = call_threads()
     async with CallAgent(alice) as a, CallAgent(bob) as b:
         placing = asyncio.create_task(a.call(bob.identity.aura_id))
         invite = await asyncio.wait_for(b.next_invite(), 10)
@@ -40,17 +39,9 @@ async def test_a_data_call_rings_connects_carries_messages_and_hangs_up(alice: M
             await callee.receive()
         with pytest.raises(CallStateError):
             caller.send(b"after the end")
-    for _ in range(50):
-        leftover = [t for t in asyncio.all_tasks() - tasks_before if t is not asyncio.current_task()]
-        if not leftover:
-            break
-        await asyncio.sleep(0.05)
+    leftover, threads = await settled(tasks_before, threads_before)
     assert not leftover, leftover
-    for _ in range(50):  # aiortc's encoder threads do not exist for data calls; executor threads may linger
-        if threading.active_count() <= threads_before:
-            break
-        await asyncio.sleep(0.1)
-    assert threading.active_count() <= threads_before + 1
+    assert not threads, threads
 
 
 async def test_a_declined_call_raises_call_declined_at_the_caller(alice: Mesh, bob: Mesh) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import wave
 from pathlib import Path
@@ -17,7 +18,7 @@ from auralink.calls import CallAgent, CallConnected, CallEnded, HangupReason, Pa
 from auralink.calls.media import FileSource, numpy_audio, read_stamp, stamped_video, tone
 from auralink.errors import CallStateError, ConfigError
 from auralink.mesh import Mesh
-from tests.calls_kit import alice, bob, needs_candidates, settled
+from tests.calls_kit import alice, bob, call_threads, needs_candidates, open_sockets, settled
 
 pytestmark = needs_candidates
 __all__ = ["alice", "bob"]  # fixtures
@@ -25,7 +26,8 @@ __all__ = ["alice", "bob"]  # fixtures
 
 async def test_video_audio_and_data_flow_both_ways_and_nothing_leaks(alice: Mesh, bob: Mesh) -> None:
     tasks_before = set(asyncio.all_tasks())
-    threads_before = threading.active_count()
+    threads_before = call_threads()
+    sockets_before = open_sockets()
     async with CallAgent(alice) as a, CallAgent(bob) as b:
         placing = asyncio.create_task(a.call("@bob.aura", audio=tone(440), video=stamped_video(), data=True))
         invite = await asyncio.wait_for(b.next_invite(), 10)
@@ -88,7 +90,10 @@ async def test_video_audio_and_data_flow_both_ways_and_nothing_leaks(alice: Mesh
         assert after.bytes_sent >= stats.bytes_sent  # counters survive the end of the call
     leftover, threads = await settled(tasks_before, threads_before)
     assert not leftover, leftover
-    assert threads <= threads_before + 2, threading.enumerate()  # asyncio's pooled executor threads may stay
+    assert not threads, threads  # decoder threads, media readers: all gone (see call_threads)
+    executor = [t for t in threading.enumerate() if t.name.startswith("asyncio_")]
+    assert len(executor) <= min(32, (os.cpu_count() or 1) + 4)  # the loop's bounded pool, not one per call
+    assert open_sockets() == sockets_before  # every ICE socket of both calls is closed
 
 
 async def test_receive_only_video_and_a_frame_callback(alice: Mesh, bob: Mesh) -> None:
