@@ -12,6 +12,7 @@ import pytest
 
 pytest.importorskip("aiortc")
 
+import av
 import numpy as np
 
 from auralink.calls import CallAgent, CallConnected, CallEnded, HangupReason, PathChanged, TrackAdded
@@ -154,3 +155,21 @@ async def test_call_refuses_a_track_of_the_wrong_kind(alice: Mesh) -> None:
     async with CallAgent(alice) as a:
         with pytest.raises(CallStateError):
             await a.call(alice.identity.aura_id, audio=stamped_video())
+
+
+async def test_a_recorder_sink_writes_the_received_video_to_a_file(alice: Mesh, bob: Mesh, tmp_path: Path) -> None:
+    out = tmp_path / "received.mp4"
+    async with CallAgent(alice) as a, CallAgent(bob) as b:
+        placing = asyncio.create_task(a.call(bob.identity.aura_id, video=stamped_video(), data=False))
+        callee = await asyncio.wait_for((await asyncio.wait_for(b.next_invite(), 10)).accept(), 15)
+        caller = await asyncio.wait_for(placing, 15)
+        video = await callee.track("video")
+        await video.record(out)
+        got = asyncio.Event()
+        video.on_frame(lambda _frame: got.set() if video.frames_received > 20 else None)
+        await asyncio.wait_for(got.wait(), 15)
+        await caller.hangup()
+        await asyncio.wait_for(callee.wait_ended(), 5)
+    with av.open(str(out)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames > 5
