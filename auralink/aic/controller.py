@@ -69,6 +69,7 @@ import numpy.typing as npt
 from auralink.aic.engine import DEFAULT_HYSTERESIS, EncoderSettings, Hint, HintEngine, NetworkStats
 from auralink.aic.errors import UnsupportedEncoder
 from auralink.aic.features import FeatureExtractor, FrameStats
+from auralink.aic.rtp import HintMark, MarkingExtensionsMap, attach_sender
 from auralink.errors import LocalProtocolError
 
 try:
@@ -295,6 +296,7 @@ class AICController:
         self._applied: EncoderSettings | None = None
         self._applied_at: float | None = None
         self._smoothed: tuple[float, float] | None = None
+        self._marking: MarkingExtensionsMap | None = None
         self.engine = engine if engine is not None else HintEngine()
         """The hint engine; its ``mode`` may be changed at any time."""
         self._clock = clock
@@ -318,11 +320,19 @@ class AICController:
         """A track that reads ``source`` and sends it at the hinted size and rate."""
         return AICVideoTrack(source, self)
 
-    def attach(self, sender: object) -> None:
-        """Drive the encoder of ``sender`` (an ``RTCRtpSender``) once aiortc has created it."""
+    def attach(self, sender: object, *, rtp_extension_id: int | None = None) -> None:
+        """Drive the encoder of ``sender`` (an ``RTCRtpSender``) once aiortc has created it.
+
+        With ``rtp_extension_id`` (agreed with the receiver in signalling), every RTP packet also
+        carries the id and mode of the hint made for its frame (:mod:`auralink.aic.rtp`); no
+        element is sent for frames coded under a deadline fallback.
+        """
         self._sender = sender
         self._encoder = None
         self._unsupported = False
+        self._marking = None
+        if rtp_extension_id is not None:
+            self._marking = attach_sender(sender, rtp_extension_id)
 
     def update_network(self, stats: NetworkStats) -> None:
         """The latest RTT, loss, jitter and bandwidth estimate of the path."""
@@ -371,6 +381,8 @@ class AICController:
         fallbacks = self.engine.fallbacks
         wanted = self.engine.apply_or_native(hint, self._clock(), native)
         forced = stats.scene_change or self.engine.fallbacks != fallbacks
+        if self._marking is not None:
+            self._marking.mark = None if self.engine.fallbacks != fallbacks else HintMark.of(hint)
         settings = self._settle(wanted, network, self._clock() if seconds is None else seconds, forced=forced)
         self._apply_bitrate(settings.bitrate_bps, network)
         if not self._due(seconds, settings.fps):
