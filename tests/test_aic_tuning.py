@@ -158,3 +158,15 @@ def test_a_dropping_network_estimate_applies_within_the_dwell() -> None:
     encoder.target_bitrate = before // 2  # a REMB: the path carries half
     control.process(frame_of(picture, 5))
     assert encoder.target_bitrate <= before // 2
+
+
+def test_without_an_estimate_the_receivers_remb_is_the_budget() -> None:
+    control = AICController(HintEngine(Mode.CONSERVATIVE, model=AnalyticRateModel()), clock=lambda: 0.0)
+    sender = SimpleNamespace(_RTCRtpSender__encoder=vpx.Vp8Encoder())
+    control.attach(sender)
+    control.process(frame_of(textured(120, 160), 0))
+    assert control.network.bandwidth_bps == vpx.DEFAULT_BITRATE  # before any REMB: aiortc's start
+    sender._RTCRtpSender__encoder.target_bitrate = 2_000_000  # a REMB above aiortc's start
+    assert control.network.bandwidth_bps == 2_000_000
+    control.update_network(NetworkStats(rtt_s=0.05, loss=0.0, jitter_s=0.0, bandwidth_bps=1_000_000))
+    assert control.network.bandwidth_bps == 1_000_000  # a given estimate below the REMB wins

@@ -271,6 +271,8 @@ class AICController:
 
     Feed RTT, loss and jitter with :meth:`update_network` when they are known (for example from
     ``sender.getStats()``); the bandwidth used is the lower of that estimate and the receiver's REMB.
+    Until a bandwidth estimate is given (``network=`` or :meth:`update_network`), the receiver's
+    REMB is the estimate, and before the first REMB, aiortc's own 500 kbps start.
     """
 
     def __init__(
@@ -302,6 +304,7 @@ class AICController:
         self._clock = clock
         # Before any REMB, assume what aiortc itself starts at.
         self._network = network or NetworkStats(rtt_s=0.05, loss=0.0, jitter_s=0.0, bandwidth_bps=vpx.DEFAULT_BITRATE)
+        self._estimate_given = network is not None
         self._floor, self._ceiling, self._hysteresis = floor_bps, ceiling_bps, hysteresis
         self._sender: object | None = None
         self._encoder: ControlledVp8Encoder | None = None
@@ -339,12 +342,13 @@ class AICController:
         if not isinstance(stats, NetworkStats):
             raise LocalProtocolError(f"update_network takes NetworkStats, not {type(stats).__name__}")
         self._network = stats
+        self._estimate_given = True
 
     @property
     def network(self) -> NetworkStats:
         """What the engine is told: the latest stats, with bandwidth capped by the receiver's REMB."""
         remb = self._encoder.remb_bps if self._encoder is not None else None
-        if remb is None or remb >= self._network.bandwidth_bps:
+        if remb is None or (self._estimate_given and remb >= self._network.bandwidth_bps):
             return self._network
         n = self._network
         return NetworkStats(rtt_s=n.rtt_s, loss=n.loss, jitter_s=n.jitter_s, bandwidth_bps=float(remb))
