@@ -188,6 +188,11 @@ class RoomState:
         """Everybody in the room, in the order they joined."""
         return tuple(p.info() for p in self._participants.values())
 
+    @property
+    def idle(self) -> bool:
+        """True if nobody is in the room and nobody is banned from it: the SFU may forget it."""
+        return not self._participants and not self._banned
+
     def __contains__(self, aura_id: object) -> bool:
         return aura_id in self._participants
 
