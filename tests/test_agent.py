@@ -56,13 +56,16 @@ LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 CLIPS = ("0870", "0890", "0920", "0930")  # never 0880: it is reserved for independent checks
 CLIP_FILE = "sense_and_sensibility_01_austen_64kb-{}.wav"
 
-# Measured with pocketsphinx 5.1.1 streaming through the agent (benchmarks/captions.py): 20 errors
-# in 63 words, WER 0.317 (per clip 0.409, 0.429, 0.211, 0.125), against 0.254 for the whole-clip
-# batch decode of tests/test_speech.py: streaming cannot normalise cepstra over the whole
-# utterance. Decoding is deterministic; the margin (about 5 more errors over the four clips)
-# only absorbs other builds of pocketsphinx or of its model and the endpoint moving by a frame.
-CORPUS_WER_LIMIT = 0.40
-CLIP_WER_LIMIT = 0.55
+# Measured with pocketsphinx 5.1.1 streaming through the agent, the four clips in one session
+# (benchmarks/captions.py): 16 errors in 63 words, WER 0.254 (per clip 0.273, 0.357, 0.211,
+# 0.125), as good as the whole-clip batch decode of tests/test_speech.py. Decoding is
+# deterministic; the margins (about 6 more errors over the four clips, or 2 in the worst clip)
+# only absorb other builds of pocketsphinx or of its model and the endpoint moving by a frame.
+CORPUS_WER_LIMIT = 0.35
+CLIP_WER_LIMIT = 0.45
+# A fresh decoder's first utterance is worse (its cepstral mean is a guess until one utterance
+# has ended; see captions.CMN_INIT): clip 0930 alone measured 0.5.
+COLD_CLIP_WER_LIMIT = 0.65
 
 RATE = 16000
 FRAME = 320  # 20 ms at 16 kHz
@@ -215,6 +218,14 @@ def test_bad_audio_and_bad_tuning_raise_our_errors() -> None:
         FrameConverter().convert(PcmFrame(b"\0\0", 8000))
 
 
+async def test_bad_input_raises_from_run_as_itself() -> None:
+    async def narrowband() -> AsyncIterator[PcmFrame]:
+        yield PcmFrame(b"\0" * 320, 8000)
+
+    with pytest.raises(UnsupportedAudio, match="16000 Hz or more"):
+        await Agent(recognizer=ScriptedRecognizer([])).run(narrowband())
+
+
 # ---------------------------------------------------------------------------------------------
 # Captions of real speech (pocketsphinx, streaming)
 
@@ -308,7 +319,7 @@ async def test_a_calls_48_khz_stereo_frames_are_resampled_and_captioned() -> Non
     agent.add_listener(lambda e: finals.append(e) if isinstance(e, CaptionFinalised) else None)
     await agent.run(frames())
     assert len(finals) == 1
-    assert word_errors(references()["0930"], finals[0].text).wer < CLIP_WER_LIMIT
+    assert word_errors(references()["0930"], finals[0].text).wer < COLD_CLIP_WER_LIMIT
 
 
 class ScriptedRecognizer:

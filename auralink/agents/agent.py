@@ -246,6 +246,7 @@ class Agent:
         endpointer = Endpointer(self.config.vad)
         default = speaker or self.config.speaker
         frames = aiter(audio)
+        failure: AuralinkError | None = None
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
             try:
@@ -256,12 +257,16 @@ class Agent:
                             await self._on_vad(event, frame.speaker or default, frame.sample_rate)
                 for event in endpointer.flush(self._clock()):
                     await self._on_vad(event, default, endpointer.sample_rate)
+            except AuralinkError as exc:  # bad input: raised as itself once the moderation tasks are done
+                failure = exc
             finally:
                 self._tasks = None
                 self._utterance = None
                 close = getattr(frames, "aclose", None)
                 if close is not None:  # an abandoned async generator would be closed by a stray task
                     await close()
+        if failure is not None:
+            raise failure
         if self.config.summarise_at_end:
             return await self.summarise()
         return None

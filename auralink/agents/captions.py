@@ -50,6 +50,7 @@ from auralink.errors import ConfigError, UnsupportedAudio
 
 __all__ = [
     "AGENT_SAMPLE_RATE",
+    "CMN_INIT",
     "FrameConverter",
     "PcmFrame",
     "RouterRecognizer",
@@ -61,6 +62,13 @@ AGENT_SAMPLE_RATE = 16000
 """The rate PyAV frames are resampled to: the recogniser's model rate."""
 
 _FILLERS = ("<s>", "</s>", "<sil>")
+
+CMN_INIT = "57.28,4.45,-0.26,16.08,12.27,-3.18,1.14,-10.87,-4.00,6.60,-8.06,3.10,-9.25"
+"""The cepstral mean a fresh decoder starts from: measured on 8.8 s of Piper speech (the joe voice).
+
+pocketsphinx's own start (``40,3,-1``) is far from real speech, and a streaming decoder only
+learns the mean as utterances end, so its first utterance suffered most: on the four LibriVox
+clips, each decoded by a fresh decoder, WER 0.397 with the default and 0.349 with this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +155,10 @@ class StreamingRecognizer(Protocol):
 class _SphinxStream:
     """The blocking part: one pocketsphinx decoder per sample rate, one utterance at a time."""
 
-    def __init__(self, model: SphinxModel, provider: str) -> None:
+    def __init__(self, model: SphinxModel, provider: str, cmn_init: str | None) -> None:
         self._model = model
         self._provider = provider
+        self._cmn_init = cmn_init
         self._decoders: dict[int, Any] = {}
         self._decoder: Any = None
         self._fed = 0
@@ -167,6 +176,8 @@ class _SphinxStream:
             )
         pocketsphinx = load_pocketsphinx(self._provider)
         options: dict[str, Any] = {"samprate": sample_rate, "loglevel": "ERROR"}
+        if self._cmn_init is not None:
+            options["cmninit"] = self._cmn_init
         for key, path in (("hmm", self._model.hmm), ("lm", self._model.lm), ("dict", self._model.dictionary)):
             if path is not None:
                 options[key] = str(path)
@@ -230,10 +241,16 @@ def _clean(word: str) -> str:
 class SphinxStreamingRecognizer:
     """Offline streaming captions with pocketsphinx (:class:`StreamingRecognizer`); decodes in a worker thread."""
 
-    def __init__(self, model: SphinxModel | None = None, *, name: str = "pocketsphinx") -> None:
-        """Construct; loads nothing until :meth:`warm_up` or the first :meth:`start`."""
+    def __init__(
+        self, model: SphinxModel | None = None, *, name: str = "pocketsphinx", cmn_init: str | None = CMN_INIT
+    ) -> None:
+        """Construct; loads nothing until :meth:`warm_up` or the first :meth:`start`.
+
+        ``cmn_init`` is the cepstral mean a fresh decoder starts from (:data:`CMN_INIT`; None
+        for the model's own); a custom ``model`` may need its own.
+        """
         self._name = name
-        self._stream = _SphinxStream(model or SphinxModel(), name)
+        self._stream = _SphinxStream(model or SphinxModel(), name, cmn_init)
 
     def __repr__(self) -> str:
         return f"SphinxStreamingRecognizer(name={self._name!r})"

@@ -36,6 +36,7 @@ from auralink.identity.handles import parse_handle
 from auralink.identity.keys import AuraID, Identity
 from auralink.mesh.daemon import DaemonClient, DaemonUnavailable
 from auralink.wire import Address
+from auralink_node.cli.agent import register as register_agent_commands
 from auralink_node.config import NodeConfig, build_config, load_config, resolve_config, save_config
 from auralink_node.errors import DHTError
 from auralink_node.home import NodeHome, resolve_home
@@ -56,6 +57,7 @@ dht_app = typer.Typer(help="Inspect the node's DHT.", no_args_is_help=True)
 app.add_typer(dht_app, name="dht")
 pins_app = typer.Typer(help="Manage the keys handles are pinned to (trust on first use).", no_args_is_help=True)
 app.add_typer(pins_app, name="pins")
+register_agent_commands(app)  # `caption` and `agent run` (auralink_node/cli/agent.py)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 PassphraseOpt = Annotated[
