@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 The relay never stores issued credentials. It holds one random secret (per process: see
-:func:`new_secret`) and derives everything from it:
+:func:`auralink_node.turn.server.new_secret`) and derives everything from it:
 
 * ``username = "<expires_at>:<AuraID>"`` (:func:`make_username`): who the credentials are for
   (the caller's AuraID, proven by its mesh connection when they were issued) and until when
@@ -25,20 +25,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
 
 from auralink.errors import AuralinkError, RemoteProtocolError
 from auralink.identity import AuraID
 
-__all__ = ["SECRET_SIZE", "integrity_key", "make_username", "new_secret", "parse_username", "password_for"]
-
-SECRET_SIZE = 32
-"""Bytes of the relay's TURN secret."""
-
-
-def new_secret() -> bytes:
-    """A fresh random TURN secret (one per relay process)."""
-    return secrets.token_bytes(SECRET_SIZE)
+__all__ = ["integrity_key", "make_username", "parse_username", "password_for"]
 
 
 def make_username(aura_id: AuraID, expires_at: int) -> str:

@@ -22,7 +22,7 @@ proven by the mesh connection; the relay's :class:`~auralink_node.relay.RelayPol
 allow-list, token) and its bans decide, exactly as for relay sessions, and the answer is
 :class:`~auralink.calls.turn.Credentials` for that AuraID, valid for
 :attr:`~TurnService.credential_ttl` seconds (:mod:`auralink_node.turn.credentials`). The secret
-is random per process (:func:`~auralink_node.turn.credentials.new_secret`): nothing persists,
+is random per process (:func:`new_secret`): nothing persists,
 and a restart revokes everything along with the allocations that died with the process.
 """
 
@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import secrets
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -48,12 +49,20 @@ from auralink_node.reputation import Role
 from auralink_node.transport.interfaces import expand_unspecified
 from auralink_node.transport.streams import ErrorCode, MeshStream
 from auralink_node.turn.core import Addr, TurnConfig, TurnServer
-from auralink_node.turn.credentials import make_username, new_secret, password_for
+from auralink_node.turn.credentials import make_username, password_for
 
 if TYPE_CHECKING:
     from auralink_node.node import Node
 
-__all__ = ["DEFAULT_TURN_PORT", "READ_BATCH", "TURN_PROTOCOL", "TurnService", "start_turn_service"]
+__all__ = [
+    "DEFAULT_TURN_PORT",
+    "READ_BATCH",
+    "SECRET_SIZE",
+    "TURN_PROTOCOL",
+    "TurnService",
+    "new_secret",
+    "start_turn_service",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +73,13 @@ READ_BATCH = 64
 REQUEST_TIMEOUT = 5.0
 """Seconds an ``auralink/turn/1`` stream has to send its request."""
 _RECEIVE_BUFFER = 1 << 20
+SECRET_SIZE = 32
+"""Bytes of a relay's TURN secret."""
+
+
+def new_secret() -> bytes:
+    """A fresh random TURN secret (one per relay process)."""
+    return secrets.token_bytes(SECRET_SIZE)
 
 
 class TurnService:
