@@ -146,12 +146,15 @@ def test_trained_engine_hits_its_target_on_a_good_network() -> None:
 # --- training ---------------------------------------------------------------------------------------------------
 
 
-def test_training_smoke_run_encodes_one_config(tmp_path: Path) -> None:
+@pytest.mark.parametrize("metric", ["psnr_y_db", "vmaf"])
+def test_training_smoke_run_encodes_one_config(tmp_path: Path, metric: str) -> None:
     pytest.importorskip("aiortc")
     pytest.importorskip("skvideo")
+    if metric == "vmaf":
+        pytest.importorskip("imageio_ffmpeg", reason="VMAF needs the aic-bench extra (imageio-ffmpeg)")
     from benchmarks.aic import train  # noqa: PLC0415 - needs aiortc and scikit-video, skipped above
 
-    assert train.main(["--smoke", "--out", str(tmp_path)]) == 0
+    assert train.main(["--smoke", "--metric", metric, "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / train.SWEEP_FILE).read_text())
     (point,) = data["points"]
     assert point["sequence"] == "carphone[0:40]"
@@ -160,3 +163,9 @@ def test_training_smoke_run_encodes_one_config(tmp_path: Path) -> None:
     assert 0.5 * point["target_bps"] < point["bitrate_bps"] < 1.5 * point["target_bps"]
     assert 25.0 < point["psnr_y"] < 45.0
     assert 0.7 < point["ssim_y"] <= 1.0
+    if metric == "vmaf":
+        assert 40.0 < point["vmaf"] < 100.0
+        (side,) = data["side"]
+        assert 0.0 < side["hold_vmaf_half"] < 100.0
+    else:
+        assert point["vmaf"] is None
