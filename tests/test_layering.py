@@ -41,6 +41,8 @@ PURE_CORES = [
     "auralink_node/routing/context.py",
     "auralink_node/routing/selector.py",
     "auralink_node/reputation.py",
+    "auralink_node/turn/core.py",
+    "auralink_node/turn/credentials.py",
     "auralink_node/transport/tls.py",
     "auralink_node/transport/quic.py",
 ]
