@@ -7,6 +7,7 @@ non-loopback address; modules that import these fixtures skip when the host has 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import threading
@@ -32,11 +33,16 @@ needs_candidates = pytest.mark.skipif(
 )
 
 
-async def embedded_mesh(tmp_path: Path, name: str) -> AsyncIterator[Mesh]:
-    """An embedded mesh whose identity holds ``@name.aura``."""
+def embedded(tmp_path: Path, name: str) -> contextlib.AbstractAsyncContextManager[Mesh]:
+    """An embedded mesh whose identity holds ``@name.aura`` (a fresh home under ``tmp_path``)."""
     home = tmp_path / name
     assert cli(home, "init", "--handle", name).returncode == 0
-    async with auralink.connect(home, backend="embedded", listen=["127.0.0.1:0"]) as mesh:
+    return auralink.connect(home, backend="embedded", listen=["127.0.0.1:0"])
+
+
+async def embedded_mesh(tmp_path: Path, name: str) -> AsyncIterator[Mesh]:
+    """:func:`embedded` as an async generator, for fixtures."""
+    async with embedded(tmp_path, name) as mesh:
         yield mesh
 
 

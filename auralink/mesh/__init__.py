@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
     from aiortc import MediaStreamTrack
 
     from auralink.calls.call import Call, Invite
+    from auralink.calls.grants import Capability, Grant, RoomId
+    from auralink.calls.ice import IceConfig
+    from auralink.calls.room import Room
+    from auralink.calls.room_state import RoomConfig
 from auralink.mesh.stream import Stream, StreamHandler
 from auralink.wire import Address, Buffer, FrameDecoder
 from auralink.wire import proxy as wire
@@ -155,6 +160,68 @@ class Mesh:
         async for invite in agent.incoming():
             yield invite
 
+    # -- rooms ----------------------------------------------------------------------------------
+    async def create_room(
+        self, name: str, *, host: bool = True, config: RoomConfig | None = None, ice: IceConfig | None = None
+    ) -> RoomId:
+        """A room owned by this mesh's identity (only it signs the room's grants; see :meth:`grant`).
+
+        With ``host`` this mesh also serves the room as its SFU (:class:`~auralink.calls.room.RoomServer`,
+        started once and kept until the mesh closes); ``config`` and ``ice`` apply to that server.
+        Needs the ``calls`` extra.
+        """
+        from auralink.calls.grants import RoomId  # noqa: PLC0415
+
+        room = RoomId(self.identity.aura_id, name)
+        if host and self._rooms is None:
+            from auralink.calls.room import RoomServer  # noqa: PLC0415 - aiortc loads only for rooms
+
+            self._rooms = await self._exit.enter_async_context(RoomServer(self, config=config, ice=ice))
+        return room
+
+    async def grant(
+        self,
+        room: RoomId | str,
+        subject: AuraID | str,
+        capabilities: Capability | None = None,
+        *,
+        ttl: float = 3600.0,
+        not_before: int | None = None,
+    ) -> Grant:
+        """Sign a grant for ``subject`` (an AuraID or ``@handle``) in one of our rooms, valid for ``ttl`` seconds.
+
+        ``capabilities`` default to an ordinary participant's (join, publish, subscribe,
+        publish_data). The grant is signed by this mesh's key (by the daemon, over its control
+        socket, when the mesh is a daemon client); hand it to the participant, who passes it to
+        :meth:`join_room`.
+        """
+        from auralink.calls.grants import Capability, RoomId  # noqa: PLC0415
+
+        room_id = room if isinstance(room, RoomId) else RoomId(self.identity.aura_id, room)
+        if room_id.owner != self.identity.aura_id:
+            raise ConfigError(f"only the owner of {room_id.short()} can sign its grants", "room")
+        start = int(time.time()) if not_before is None else not_before
+        return await self._sign_grant(
+            room_id,
+            await self.peer_of(subject),
+            capabilities if capabilities is not None else Capability.participant(),
+            start,
+            start + max(1, round(ttl)),
+        )
+
+    async def _sign_grant(
+        self, room: RoomId, subject: AuraID, capabilities: Capability, not_before: int, expires_at: int
+    ) -> Grant:
+        raise NotImplementedError
+
+    def join_room(self, sfu: AuraID | str, grant: Grant, *, ice: IceConfig | None = None) -> Room:
+        """Join the room of ``grant`` on the SFU node ``sfu``: ``async with mesh.join_room(sfu, grant) as room``."""
+        from auralink.calls.room import Room  # noqa: PLC0415
+
+        return Room(self, sfu, grant, ice=ice)
+
+    _rooms: Any = None
+
     async def _call_agent(self) -> Any:
         if self._agent is None:
             from auralink.calls.call import CallAgent  # noqa: PLC0415 - aiortc loads only for calls
@@ -173,6 +240,15 @@ class _EmbeddedMesh(Mesh):
     async def resolve(self, target: AuraID | str) -> Resolution:
         resolution: Resolution = await self._node.resolve(target)
         return resolution
+
+    async def _sign_grant(
+        self, room: RoomId, subject: AuraID, capabilities: Capability, not_before: int, expires_at: int
+    ) -> Grant:
+        from auralink.calls.grants import Grant  # noqa: PLC0415
+
+        return Grant.create(
+            self._node.identity, room, subject, capabilities, not_before=not_before, expires_at=expires_at
+        )
 
     async def dial(self, target: AuraID | str, addresses: Sequence[Address | str] = ()) -> PeerInfo:
         conn = await self._node.dial(await self.peer_of(target), [Address.parse(str(a)) for a in addresses])
@@ -222,6 +298,24 @@ class _DaemonMesh(Mesh):
     async def resolve(self, target: AuraID | str) -> Resolution:
         body = await self._client.request("GET", f"/v1/resolve?{urlencode({'target': str(target).strip()})}")
         return Resolution.from_dict(body)
+
+    async def _sign_grant(
+        self, room: RoomId, subject: AuraID, capabilities: Capability, not_before: int, expires_at: int
+    ) -> Grant:
+        from auralink.calls.grants import decode_grant  # noqa: PLC0415
+
+        body = await self._client.request(
+            "POST",
+            "/v1/grants",
+            {
+                "room": room.name,
+                "subject": str(subject),
+                "capabilities": int(capabilities),
+                "not_before": not_before,
+                "expires_at": expires_at,
+            },
+        )
+        return decode_grant(bytes.fromhex(str(body["grant"])))
 
     async def dial(self, target: AuraID | str, addresses: Sequence[Address | str] = ()) -> PeerInfo:
         body = await self._client.request(

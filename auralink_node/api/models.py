@@ -211,6 +211,22 @@ class ResolveResponse(_Model):
     warning: str | None = Field(description="something the user must hear about, e.g. a handle that changed keys")
 
 
+class GrantRequest(_Model):
+    """A room grant for the node's identity to sign (it owns the room)."""
+
+    room: str = Field(min_length=1, max_length=64, description="the room's name; its owner is this node")
+    subject: str = Field(description="AuraID of the participant the grant is for")
+    capabilities: int = Field(ge=1, le=31, description="join 1, publish 2, subscribe 4, publish_data 8, admin 16")
+    not_before: int = Field(ge=0, description="Unix seconds from which the grant is valid")
+    expires_at: int = Field(ge=1, description="Unix seconds at which it expires (at most 30 days later)")
+
+
+class GrantResponse(_Model):
+    """A signed room grant."""
+
+    grant: str = Field(description="the encoded grant, hex")
+
+
 class JoinRequest(_Model):
     """Nodes to join the DHT through."""
 

@@ -202,6 +202,15 @@ class ControlServer:
                 errors=(400,),
             ),
             Route(
+                "POST",
+                "/v1/grants",
+                self._grant,
+                "Sign a room grant as this node's identity (the owner of its rooms)",
+                body=models.GrantRequest,
+                response=models.GrantResponse,
+                errors=(400,),
+            ),
+            Route(
                 "GET",
                 "/v1/why",
                 self._why,
@@ -332,6 +341,20 @@ class ControlServer:
         body: models.JoinRequest = request.json(models.JoinRequest)
         answered = await self._node.discovery.join(body.addresses)
         return json_response(models.JoinResponse(joined=answered, contacts=self._node.discovery.contact_count()))
+
+    async def _grant(self, request: Request) -> Response:
+        from auralink.calls.grants import Capability, Grant, RoomId  # noqa: PLC0415 - pure, but only rooms need it
+
+        body: models.GrantRequest = request.json(models.GrantRequest)
+        grant = Grant.create(
+            self._node.identity,
+            RoomId(self._node.aura_id, body.room),
+            AuraID.parse(body.subject),
+            Capability(body.capabilities),
+            not_before=body.not_before,
+            expires_at=body.expires_at,
+        )
+        return json_response(models.GrantResponse(grant=grant.encode().hex()))
 
     async def _why(self, request: Request) -> Response:
         peer = await self._node.peer_of(request.one("target") or "")
