@@ -179,14 +179,18 @@ def test_stale_hints_fall_back_to_native_settings_and_are_counted() -> None:
 
 
 class CheapestRungModel(AnalyticRateModel):
-    """A model under which the smallest, slowest rung is always cheapest (to test the track's scaling)."""
+    """A model under which no target is reachable and the smallest, slowest rung looks best (to test the track)."""
 
     def required_bitrate(self, frame: FrameStats, quality: float, scale: float, fps: float) -> float:
-        return 10_000.0 * scale * fps
+        return float("inf")
+
+    def predicted_quality(self, frame: FrameStats, bitrate_bps: float, scale: float, fps: float) -> float:
+        return 100.0 - 50.0 * scale * fps / frame.fps
 
 
 def test_track_scales_frames_drops_to_the_hinted_rate_and_resets_picture_types() -> None:
     controller, _ = controller_with_sender(HintEngine(Mode.ADAPTIVE, model=CheapestRungModel(), min_bitrate=1))
+    controller.update_network(NetworkStats(rtt_s=0.05, loss=0.0, jitter_s=0.0, bandwidth_bps=8_000))  # starved
     sent = [controller.process(video_frame(index, 480, 640)) for index in range(10)]
     kept = [frame for frame in sent if frame is not None]
     assert len(kept) == 5  # 15 of 30 fps: every second frame

@@ -170,3 +170,17 @@ def test_without_an_estimate_the_receivers_remb_is_the_budget() -> None:
     assert control.network.bandwidth_bps == 2_000_000
     control.update_network(NetworkStats(rtt_s=0.05, loss=0.0, jitter_s=0.0, bandwidth_bps=1_000_000))
     assert control.network.bandwidth_bps == 1_000_000  # a given estimate below the REMB wins
+
+
+class HalfRateIsCheapModel(AnalyticRateModel):
+    """Bits grow with the coded frame rate, so half rate would always be cheapest to reach a target."""
+
+    def required_bitrate(self, frame: FrameStats, quality: float, scale: float, fps: float) -> float:
+        return 10_000.0 * fps if scale == 1.0 else float("inf")
+
+
+def test_frame_rate_is_not_cut_to_save_bits_when_the_network_can_carry_full_rate() -> None:
+    frame = FrameStats(width=640, height=480, fps=30.0, spatial_information=40.0, temporal_information=5.0)
+    hint = HintEngine(Mode.AGGRESSIVE, model=HalfRateIsCheapModel(), min_bitrate=1).hint(frame, GOOD_NETWORK, 0.0)
+    assert hint.fps == 30.0
+    assert hint.target_bitrate_bps == 300_000

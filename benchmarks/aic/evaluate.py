@@ -83,8 +83,8 @@ DEFAULT_RATES = (250_000, 500_000, 1_000_000, 1_500_000)
 """Targets of the untouched aiortc encoder; 500k and 1.5M are a call's start and steady state."""
 STATIC_BITS_PER_PIXEL = (0.025, 0.05, 0.1, 0.2, 0.4)
 """Tuned-static targets, in bits per source pixel (so each clip gets a ladder fit for its size)."""
-QUALITY_OFFSETS = (-6.0, -3.0, 0.0, 3.0, 6.0)
-"""AIC's quality ladder: offsets from the adaptive mode's target (aggressive -3, conservative +3 dB)."""
+QUALITY_OFFSETS = (-11.0, -5.0, 0.0, 4.0, 6.5)
+"""AIC's quality ladder: offsets from the adaptive mode's target (VMAF 91; aggressive is -5, conservative +4)."""
 CACHE_VERSION = 3
 """Bump when coding or scoring changes, so stale cached runs are not reused."""
 
@@ -263,9 +263,14 @@ def aic(mode: Mode, offset: float, path: NetworkStats, metrics: dict[str, Any]) 
 
 
 def run(source: Source, config: dict[str, Any], cache: Path, reference: Path) -> dict[str, Any]:
-    """Code and score one configuration, or read it from the cache."""
+    """Code and score one configuration, or read it from the cache (keyed by the AIC code and model too)."""
+    digest = hashlib.sha256()
+    for part in sorted((ROOT / "auralink" / "aic").glob("*.[pn][yp]*")):  # the AIC code and its model
+        digest.update(part.read_bytes())
+    model = digest.hexdigest()[:12]
     key = json.dumps(
-        {"v": CACHE_VERSION, "clip": source.clip.name, "frames": len(source.frames), **config}, sort_keys=True
+        {"v": CACHE_VERSION, "clip": source.clip.name, "frames": len(source.frames), "model": model, **config},
+        sort_keys=True,
     )
     path = cache / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
     if path.exists():

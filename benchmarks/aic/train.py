@@ -68,6 +68,9 @@ QUALITY_TARGETS = {
     "vmaf": {"aggressive": 86.0, "adaptive": 91.0, "conservative": 95.0},
 }
 """The quality each mode of the hint engine aims for, per metric the model is trained on."""
+FIT_MIN_QUALITY = {"psnr_y_db": 0.0, "vmaf": 50.0}
+"""Points below this quality are left out of the coding-error fit: hints never aim there, and their
+large errors would pull the fit away from the range they do aim at (VMAF 80-98)."""
 TOLERANCE = {"psnr_y_db": 1.5, "vmaf": 3.0}
 """A cross-validated prediction within this of the measurement counts towards the model's confidence."""
 ERROR_FLOOR = {"psnr_y_db": 1e-3, "vmaf": 0.25}
@@ -210,7 +213,8 @@ def fit(data: dict[str, Any], metric: str = "vmaf") -> dict[str, Any]:
     hold_rmse = float(np.sqrt(np.mean((np.array(rows) @ hold - np.array(target)) ** 2)))
 
     quality_key = "vmaf" if metric == "vmaf" else "psnr_y"
-    points = [p for p in data["points"] if p.get(quality_key) is not None]
+    floor = FIT_MIN_QUALITY[metric]
+    points = [p for p in data["points"] if p.get(quality_key) is not None and p[quality_key] >= floor]
     side_by_name = {entry["sequence"]: entry for entry in side}
 
     def arrays(selected: list[dict[str, Any]]) -> tuple[F64, F64, F64]:
