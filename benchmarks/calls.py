@@ -25,10 +25,14 @@ track made it (the monotonic clock is the same for both sides on one host), so i
 arrival is the glass-to-glass latency estimate: capture (generation) to decoded frame,
 including the encoder, the network, the jitter buffer and the decoder, but not a display.
 
+Last, the SFU's CPU per participant: ``benchmarks/rooms.py`` runs in a subprocess (an SFU
+process forwarding encoded VP8 for 4 participants who each subscribe to the 3 others) and its
+``sfu_cpu_per_participant_pct`` is copied under ``sfu`` (``--no-sfu`` skips it).
+
 Usage::
 
-    python benchmarks/calls.py                # 20 calls, 3 s each
-    python benchmarks/calls.py --quick        # 3 calls, 1 s each: a smoke run
+    python benchmarks/calls.py                # 20 calls, 3 s each; SFU measured for 10 s
+    python benchmarks/calls.py --quick        # 3 calls, 1 s each; SFU for 3 s: a smoke run
 """
 
 from __future__ import annotations
@@ -149,15 +153,38 @@ async def run(calls: int, hold: float) -> dict[str, Any]:
                 proc.wait(timeout=30)
 
 
+def sfu_cost(duration: float) -> dict[str, Any]:
+    """SFU CPU per participant with 4 participants, from benchmarks/rooms.py in a subprocess."""
+    log(f"measuring the SFU for {duration:g} s (benchmarks/rooms.py)")
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("rooms.py")), "--participants", "4", "--duration", str(duration)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    (run,) = json.loads(done.stdout)["runs"]
+    return {
+        "participants": run["participants"],
+        "cpu_per_participant_pct_of_a_core": run["sfu_cpu_per_participant_pct"],
+        "cpu_cores": run["sfu_cpu_cores"],
+        "fps_per_track_min": run["fps_per_track_min"],
+        "forwarding": "encoded VP8 (no decode, no re-encode)",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--hold", type=float, default=3.0, help="seconds each call stays up")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-sfu", dest="sfu", action="store_false", help="skip the SFU CPU measurement")
     args = parser.parse_args()
     calls, hold = (3, 1.0) if args.quick else (args.calls, args.hold)
     started = time.monotonic()
     result = asyncio.run(run(calls, hold))
+    if args.sfu:
+        result["sfu"] = sfu_cost(3.0 if args.quick else 10.0)
     print(
         json.dumps(
             {
