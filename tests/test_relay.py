@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from auralink.errors import ConnectionError_, RemoteProtocolError
+from auralink.errors import ConnectionError_, LocalProtocolError, RemoteProtocolError
 from auralink.identity import Identity, RelayAddress
 from auralink_node.node import Node
 from auralink_node.paths import PROBE, PROBE_ACK
@@ -20,7 +20,12 @@ from auralink_node.relay import RelayLink, TokenBucket
 from auralink_node.relay.protocol import (
     CODEC,
     DELIVER_DATAGRAM,
+    MAX_PACKET,
+    PACKET_OFFSET,
+    PEER_SLICE,
     SEND_DATAGRAM,
+    TAGGED_PREFIX,
+    DatagramKey,
     Deliver,
     Hello,
     PeerGone,
@@ -252,12 +257,64 @@ def test_relay_datagrams_round_trip_and_refuse_a_wrong_key_or_tag() -> None:
     peer, key = Identity.from_seed(bytes(32)).aura_id, bytes(range(32))
     data = encode_datagram(SEND_DATAGRAM, key, peer, b"\xc0quic")
     assert decode_datagram(data, key) == (peer, b"\xc0quic")
+    assert decode_datagram(data, DatagramKey(key)) == (peer, b"\xc0quic")
     with pytest.raises(RemoteProtocolError):
         decode_datagram(data, bytes(32))  # another session's key
     with pytest.raises(RemoteProtocolError):
         decode_datagram(data[:-1] + b"!", key)  # a changed packet
     with pytest.raises(RemoteProtocolError):
         decode_datagram(bytes([DELIVER_DATAGRAM]) + data[1:], key)  # the kind is covered by the tag
+    with pytest.raises(RemoteProtocolError):
+        decode_datagram(data[:1] + data[1:17][::-1] + data[17:], key)  # a changed tag
+
+
+SHORT_HEADER, LONG_HEADER, PROBE_PACKET = 0x41, 0xC3, PROBE
+"""First bytes of a 1-RTT QUIC packet, of a long-header (Initial) packet, and of a path probe."""
+
+
+def mutate(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
+
+
+@pytest.mark.parametrize("first", [SHORT_HEADER, LONG_HEADER, PROBE_PACKET])
+def test_a_relay_datagram_tag_covers_everything_but_a_1rtt_packets_tail(first: int) -> None:
+    peer, key = Identity.from_seed(bytes(32)).aura_id, DatagramKey(bytes(range(32)))
+    packet = bytes([first]) + bytes(range(256)) * 4 + bytes(175)  # 1200 bytes, a full-size QUIC datagram
+    data = key.seal(SEND_DATAGRAM, peer.public_key, packet)
+    key.check(data)
+    covered = len(data) if first != SHORT_HEADER else PACKET_OFFSET + TAGGED_PREFIX
+    for at in range(len(data)):
+        if at < covered:  # kind, tag, peer and the covered bytes: any change is refused
+            with pytest.raises(RemoteProtocolError):
+                key.check(mutate(data, at))
+        else:  # a 1-RTT packet's tail: end-to-end QUIC authenticates it (see the protocol docstring)
+            key.check(mutate(data, at))
+    for shorter in (data[:-1], data + b"\x00"):  # the length is covered too: no growing or cutting a copy
+        with pytest.raises(RemoteProtocolError):
+            key.check(shorter)
+
+
+def test_a_datagram_key_refuses_misuse() -> None:
+    with pytest.raises(LocalProtocolError):
+        DatagramKey(bytes(31))
+    key, peer = DatagramKey(bytes(32)), bytes(32)
+    for packet in (b"", bytes(MAX_PACKET + 1)):
+        with pytest.raises(LocalProtocolError):
+            key.seal(SEND_DATAGRAM, peer, packet)
+
+
+@given(
+    st.sampled_from([SEND_DATAGRAM, DELIVER_DATAGRAM]),
+    st.binary(min_size=32, max_size=32),
+    st.binary(min_size=1, max_size=MAX_PACKET),
+)
+def test_any_relay_datagram_round_trips(kind: int, peer: bytes, packet: bytes) -> None:
+    key = DatagramKey(bytes(range(32)))
+    data = key.seal(kind, peer, packet)
+    key.check(data)
+    assert data[0] == kind and data[PEER_SLICE] == peer and data[PACKET_OFFSET:] == packet
+    with pytest.raises(RemoteProtocolError):
+        DatagramKey(bytes(32)).check(data)
 
 
 @given(st.binary(max_size=1700))

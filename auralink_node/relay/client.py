@@ -32,15 +32,16 @@ from auralink_node.protocols.framing import MessageReader
 from auralink_node.relay.protocol import (
     CODEC,
     MAX_PACKET,
+    PACKET_OFFSET,
+    PEER_SLICE,
     RELAY_PROTOCOL,
     SEND_DATAGRAM,
+    DatagramKey,
     Deliver,
     Hello,
     PeerGone,
     Send,
     Welcome,
-    decode_datagram,
-    encode_datagram,
 )
 from auralink_node.transport.streams import MeshStream
 
@@ -64,6 +65,7 @@ class RelayPath:
         self.path_name = f"relay:{link.relay.aura_id}"
 
     def sendto(self, data: bytes, addr: Address) -> None:
+        """Send one datagram to :attr:`peer` through the relay (``addr`` is ignored: the relay knows the peer)."""
         self.link.send(self.peer, data)
 
     def __repr__(self) -> str:
@@ -97,9 +99,10 @@ class RelayLink:
         """Peers the relay said have no session there (cleared when they send again)."""
         self.last_error: str | None = None
         """Why the last session attempt or session ended, if it did."""
-        self._paths: dict[AuraID, RelayPath] = {}
+        self._paths: dict[bytes, RelayPath] = {}  # by the peer's key bytes, as relay datagrams name peers
         self.session_key = b""
         """The key of this session's relay datagrams (empty until Welcome, or if the relay takes none)."""
+        self._datagram_key: DatagramKey | None = None
 
     @property
     def is_ready(self) -> bool:
@@ -113,21 +116,22 @@ class RelayLink:
 
     def path_to(self, peer: AuraID) -> RelayPath:
         """A datagram sender to ``peer`` through this relay."""
-        path = self._paths.get(peer)
+        path = self._paths.get(peer.public_key)
         if path is None:
             if len(self._paths) >= 4096:
                 self._paths.clear()
-            path = self._paths[peer] = RelayPath(self, peer)
+            path = self._paths[peer.public_key] = RelayPath(self, peer)
         return path
 
     def send(self, peer: AuraID, packet: bytes) -> None:
         """Send one packet to ``peer`` through the relay, or drop it if the session cannot take it now."""
         stream = self._stream
-        if stream is None or len(packet) > MAX_PACKET:
+        if stream is None or not 0 < len(packet) <= MAX_PACKET:
             self.stats["dropped_down"] += 1
             return
-        if self.session_key:  # a relay datagram on our socket: no stream, no extra encryption
-            self.endpoint.send_raw(encode_datagram(SEND_DATAGRAM, self.session_key, peer, packet), self.relay.address)
+        key = self._datagram_key
+        if key is not None:  # a relay datagram on our socket: no stream, no extra encryption
+            self.endpoint.send_raw(key.seal(SEND_DATAGRAM, peer.public_key, packet), self.relay.address)
             self.stats["sent"] += 1
             return
         if stream.backlog > stream.high_water:
@@ -157,6 +161,7 @@ class RelayLink:
                 self._ready.clear()
                 self._stream = None
                 self.session_key = b""
+                self._datagram_key = None
                 if was_ready and self._on_change is not None:
                     self._on_change()
             await asyncio.sleep(delay)
@@ -164,16 +169,22 @@ class RelayLink:
 
     def datagram_received(self, data: bytes) -> None:
         """A Deliver datagram from this relay's address: hand its packet to the endpoint if the tag is ours."""
-        if not self.session_key:
+        key = self._datagram_key
+        if key is None:
             return
         try:
-            src, packet = decode_datagram(data, self.session_key)
+            key.check(data)
         except AuralinkError:
             self.stats["bad_datagram"] += 1
             return
+        path = self._paths.get(data[PEER_SLICE])  # no AuraID built per packet once a peer has a path
+        if path is None:
+            path = self.path_to(AuraID(data[PEER_SLICE]))
+        src = path.peer
         self.stats["received"] += 1
-        self.gone.discard(src)
-        self.endpoint.relayed_datagram_received(self.path_to(src), src, packet)
+        if self.gone:
+            self.gone.discard(src)
+        self.endpoint.relayed_datagram_received(path, src, data[PACKET_OFFSET:])
 
     async def _session(self) -> None:
         conn = await self.endpoint.connect(self.relay.aura_id, [self.relay.address])
@@ -183,6 +194,7 @@ class RelayLink:
         async with asyncio.timeout(10.0):
             self.welcome = await reader.expect(Welcome)
         self.session_key = self.welcome.session_key
+        self._datagram_key = DatagramKey(self.session_key) if self.session_key else None
         self._stream = stream
         self.last_error = None
         self._ready.set()

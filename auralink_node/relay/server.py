@@ -37,14 +37,15 @@ from auralink_node.protocols.framing import MessageReader
 from auralink_node.relay.protocol import (
     CODEC,
     DELIVER_DATAGRAM,
+    PACKET_OFFSET,
+    PEER_SLICE,
     SESSION_KEY_SIZE,
+    DatagramKey,
     Deliver,
     Hello,
     PeerGone,
     Send,
     Welcome,
-    decode_datagram,
-    encode_datagram,
 )
 from auralink_node.transport.streams import ErrorCode, MeshStream
 
@@ -111,10 +112,11 @@ class _Session:
     peer: AuraID
     stream: MeshStream
     bucket: TokenBucket
-    key: bytes
+    key: DatagramKey | None
     address: Address
     datagrams: bool
-    destinations: OrderedDict[AuraID, float] = field(default_factory=OrderedDict)
+    destinations: OrderedDict[bytes, float] = field(default_factory=OrderedDict)
+    """Recent destinations (their key bytes), least recently used first, with their last packet's time."""
     gone_sent: dict[AuraID, float] = field(default_factory=dict)
 
 
@@ -134,6 +136,7 @@ class RelayService:
         self._banned = banned
         self._send_raw = send_raw
         self._by_address: dict[Address, _Session] = {}
+        self._by_key: dict[bytes, _Session] = {}
         self._clock = clock
         self._on_packet = on_packet
         self.sessions: dict[AuraID, _Session] = {}
@@ -159,12 +162,14 @@ class RelayService:
         key = os.urandom(SESSION_KEY_SIZE) if self._send_raw is not None else b""
         bucket = TokenBucket(self.policy.bytes_per_second, burst, self._clock())
         address = stream.connection.remote
-        session = _Session(peer, stream, bucket, key, address, hello.datagrams and bool(key))
+        datagram_key = DatagramKey(key) if key else None
+        session = _Session(peer, stream, bucket, datagram_key, address, hello.datagrams and bool(key))
         previous = self.sessions.get(peer)
         if previous is not None:  # the peer reconnected: the newest session wins
             previous.stream.reset(ErrorCode.CANCELLED)
             self._by_address.pop(previous.address, None)
         self.sessions[peer] = session
+        self._by_key[peer.public_key] = session
         if key:
             self._by_address[address] = session
         stream.write(CODEC.encode(Welcome(self.policy.bytes_per_second, self.policy.max_peers, key)))
@@ -175,34 +180,39 @@ class RelayService:
                     return
                 if not isinstance(message, Send):
                     raise RemoteProtocolError(f"relay session: expected Send, got {type(message).__name__}")
-                self.forward(session, message.dst, message.packet)
+                if message.packet:  # an empty packet is no QUIC packet: nothing to forward
+                    self.forward(session, message.dst, message.packet)
         except AuralinkError as exc:
             logger.debug("relay session for %s ended: %s", peer.short(), exc)
         finally:
             if self.sessions.get(peer) is session:
                 del self.sessions[peer]
+                del self._by_key[peer.public_key]
             if self._by_address.get(session.address) is session:
                 del self._by_address[session.address]
 
     def datagram_received(self, data: bytes, addr: Address, via: object) -> None:
         """A Send datagram on the relay's socket: forward it if its session and tag check out."""
         session = self._by_address.get(addr)
-        if session is None:
+        if session is None or session.key is None:
             self.stats["unknown_session"] += 1
             return
         try:
-            dst, packet = decode_datagram(data, session.key)
+            session.key.check(data)
         except AuralinkError:
             self.stats["bad_datagram"] += 1
             return
-        self.forward(session, dst, packet)
+        dst_key = data[PEER_SLICE]
+        target = self._by_key.get(dst_key)  # the destination's own AuraID, if it has a session: none built
+        self.forward(session, target.peer if target is not None else AuraID(dst_key), data[PACKET_OFFSET:])
 
     def forward(self, session: _Session, dst: AuraID, packet: bytes) -> ForwardResult:
         """Forward one packet from ``session`` to ``dst`` (or drop it, and say why)."""
         result = self._route(session, dst, packet)
-        self.stats[result] += 1
+        stats = self.stats
+        stats[result] += 1
         if result == "forwarded":
-            self.stats["bytes"] += len(packet)
+            stats["bytes"] += len(packet)
         if self._on_packet is not None:
             self._on_packet(result, len(packet))
         return result
@@ -211,15 +221,18 @@ class RelayService:
         now = self._clock()
         if not session.bucket.take(len(packet), now):
             return "quota"
-        destinations = session.destinations
-        while destinations and next(iter(destinations.values())) < now - self.policy.peer_idle:
-            destinations.popitem(last=False)
-        if dst in destinations:
-            destinations.move_to_end(dst)
-        elif len(destinations) >= self.policy.max_peers:
-            return "peer_limit"
-        destinations[dst] = now
-        target = self.sessions.get(dst)
+        destinations, dst_key = session.destinations, dst.public_key
+        if dst_key in destinations:
+            destinations.move_to_end(dst_key)
+        else:
+            if len(destinations) >= self.policy.max_peers:  # only a full table needs its idle peers dropped
+                idle_since = now - self.policy.peer_idle
+                while destinations and next(iter(destinations.values())) < idle_since:
+                    destinations.popitem(last=False)
+            if len(destinations) >= self.policy.max_peers:
+                return "peer_limit"
+        destinations[dst_key] = now
+        target = self._by_key.get(dst_key)
         if target is None:
             if now - session.gone_sent.get(dst, -1e9) >= 1.0:  # say so at most once a second
                 session.gone_sent[dst] = now
@@ -227,8 +240,8 @@ class RelayService:
                     session.gone_sent.pop(next(iter(session.gone_sent)))
                 session.stream.write(CODEC.encode(PeerGone(dst)))
             return "no_session"
-        if target.datagrams and self._send_raw is not None:
-            self._send_raw(encode_datagram(DELIVER_DATAGRAM, target.key, session.peer, packet), target.address)
+        if target.datagrams and target.key is not None and self._send_raw is not None:
+            self._send_raw(target.key.seal(DELIVER_DATAGRAM, session.peer.public_key, packet), target.address)
             return "forwarded"
         if target.stream.backlog > target.stream.high_water:
             return "congested"

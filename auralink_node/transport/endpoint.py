@@ -227,6 +227,7 @@ class _Socket:
         self._loop = asyncio.get_running_loop()
         self._backlog: deque[tuple[bytes, tuple[str, int]]] = deque()
         self._addresses: dict[tuple[str, int], Address] = {}  # parsing an IP per packet is costly
+        self._unreported_sent = 0  # bytes sent that the observer hears of at the end of this loop turn
         self.is_open = True
         self._loop.add_reader(sock.fileno(), self._readable)
 
@@ -255,26 +256,37 @@ class _Socket:
         return address
 
     def _readable(self) -> None:
+        endpoint = self._endpoint
         touched: dict[PeerConnection, None] = {}
-        for _ in range(_BATCH):
-            try:
-                data, raw = self._sock.recvfrom(_MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:  # e.g. an ICMP error queued on the socket
-                logger.debug("socket error: %s", exc)
-                break
-            try:
-                conn = self._endpoint._datagram_received(self, data, self._address(raw))
-            except Exception:  # the network boundary: one bad packet must never take the endpoint down
-                logger.exception("error processing a datagram from %s; dropped", raw)
-                self._endpoint._observer.datagram_dropped("error")
-                continue
-            if conn is not None:
-                touched[conn] = None
+        received = 0
+        endpoint._in_batch = True  # relayed datagrams in this batch are flushed with it, below
+        try:
+            for _ in range(_BATCH):
+                try:
+                    data, raw = self._sock.recvfrom(_MAX_DATAGRAM)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:  # e.g. an ICMP error queued on the socket
+                    logger.debug("socket error: %s", exc)
+                    break
+                received += len(data)
+                try:
+                    conn = endpoint._datagram_received(self, data, self._address(raw))
+                except Exception:  # the network boundary: one bad packet must never take the endpoint down
+                    logger.exception("error processing a datagram from %s; dropped", raw)
+                    endpoint._observer.datagram_dropped("error")
+                    continue
+                if conn is not None:
+                    touched[conn] = None
+        finally:
+            endpoint._in_batch = False
+        if received:  # one report per batch: the observer's counters are not free
+            endpoint._observer.bytes_transferred("received", received)
         for conn in touched:
             if not conn.is_closed:
                 conn.flush()
+        if endpoint._relayed_touched:
+            endpoint._flush_relayed()
 
     def sendto(self, data: bytes, addr: Address) -> None:
         """Send one datagram, or queue it while the kernel buffer is full."""
@@ -292,7 +304,17 @@ class _Socket:
         except OSError as exc:  # unreachable network and the like: the datagram is lost, as UDP may be
             logger.debug("cannot send to %s: %s", addr, exc)
             return
-        self._endpoint._observer.bytes_transferred("sent", len(data))
+        self._count_sent(len(data))
+
+    def _count_sent(self, nbytes: int) -> None:
+        if not self._unreported_sent:
+            self._loop.call_soon(self._report_sent)
+        self._unreported_sent += nbytes
+
+    def _report_sent(self) -> None:
+        sent, self._unreported_sent = self._unreported_sent, 0
+        if sent:
+            self._endpoint._observer.bytes_transferred("sent", sent)
 
     def _queue(self, data: bytes, target: tuple[str, int]) -> None:
         if len(self._backlog) >= _BACKLOG:
@@ -310,7 +332,7 @@ class _Socket:
             except OSError as exc:
                 logger.debug("cannot send to %s: %s", target, exc)
             else:
-                self._endpoint._observer.bytes_transferred("sent", len(data))
+                self._count_sent(len(data))
             self._backlog.popleft()
         self._loop.remove_writer(self._sock.fileno())
 
@@ -380,6 +402,8 @@ class Endpoint:
         self._on_closed: list[Callable[[PeerConnection], None]] = []
         self._raw_handlers: dict[int, RawHandler] = {}
         self._relayed_touched: dict[PeerConnection, None] = {}
+        self._in_batch = False  # a socket is draining a batch (and flushes relayed datagrams' connections)
+        self._socket_by_version: dict[int, _Socket] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> Endpoint:
@@ -390,6 +414,7 @@ class Endpoint:
                 sock = _Socket(self, _bind(address))
                 self._sockets.append(sock)
                 self._bound.append(sock.sockname)
+                self._socket_by_version.setdefault(address.version, sock)
         except OSError:
             self._close_sockets()
             raise
@@ -412,6 +437,7 @@ class Endpoint:
         for sock in self._sockets:
             sock.close()
         self._sockets.clear()
+        self._socket_by_version.clear()
 
     @property
     def local_addresses(self) -> list[Address]:
@@ -584,9 +610,9 @@ class Endpoint:
         return conn
 
     def _socket_for(self, address: Address) -> _Socket:
-        for sock, bound in zip(self._sockets, self._bound, strict=True):
-            if bound.version == address.version:
-                return sock
+        sock = self._socket_by_version.get(address.version)
+        if sock is not None:
+            return sock
         raise DialFailed(
             f"no IPv{address.version} socket to dial {address} from; listen on an IPv{address.version} address"
         )
@@ -633,8 +659,8 @@ class Endpoint:
             self._raw_datagram_received(data, virtual_address(src), sender)
             return
         conn = self._datagram_received(sender, data, virtual_address(src), relayed_from=src)
-        if conn is not None:  # flush once per event-loop turn, as the socket does once per batch
-            if not self._relayed_touched:
+        if conn is not None:  # flushed with the socket's batch it came in, else once per event-loop turn
+            if not self._relayed_touched and not self._in_batch:
                 self._loop.call_soon(self._flush_relayed)
             self._relayed_touched[conn] = None
 
@@ -647,9 +673,10 @@ class Endpoint:
     def _datagram_received(
         self, sock: DatagramSender, data: bytes, addr: Address, *, relayed_from: AuraID | None = None
     ) -> PeerConnection | None:
-        """Feed one datagram to its connection; returns the connection, which still has to flush."""
-        if relayed_from is None:  # relayed bytes were counted when the relay connection received them
-            self._observer.bytes_transferred("received", len(data))
+        """Feed one datagram to its connection; returns the connection, which still has to flush.
+
+        The socket counts the bytes it receives (relayed ones were counted as relay datagrams).
+        """
         if data and not data[0] & _QUIC_FIXED_BIT:
             self._raw_datagram_received(data, addr, sock)
             return None
