@@ -375,6 +375,7 @@ def plot(clip: Clip, rows: list[dict[str, Any]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
+    from matplotlib import ticker  # noqa: PLC0415
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
     series = (
@@ -394,6 +395,8 @@ def plot(clip: Clip, rows: list[dict[str, Any]], path: Path) -> None:
                 label=label,
             )
         axis.set_xscale("log")
+        axis.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.xaxis.set_minor_formatter(ticker.NullFormatter())
         axis.set_xlabel("VP8 payload kbps (log)")
         axis.set_title(f"{clip.name}: {title}")
         axis.grid(True, which="both", alpha=0.3)
