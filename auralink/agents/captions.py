@@ -188,6 +188,10 @@ class _SphinxStream:
         self._decoders[sample_rate] = decoder
         return decoder
 
+    def warm(self, sample_rate: int) -> None:
+        with self._lock:
+            self._make(sample_rate)
+
     def start(self, sample_rate: int) -> None:
         with self._lock:
             decoder = self._make(sample_rate)
@@ -262,7 +266,7 @@ class SphinxStreamingRecognizer:
 
     async def warm_up(self, sample_rate: int = AGENT_SAMPLE_RATE) -> None:
         """Load the model for ``sample_rate`` now (about 0.4 s), not in the first utterance."""
-        await asyncio.to_thread(self._stream._make, sample_rate)
+        await asyncio.to_thread(self._stream.warm, sample_rate)
 
     async def start(self, sample_rate: int) -> None:
         """Open an utterance."""
