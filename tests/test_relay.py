@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from auralink.errors import ConnectionError_, LocalProtocolError, RemoteProtocolError
 from auralink.identity import Identity, RelayAddress
+from auralink.wire import FrameDecoder
 from auralink_node.node import Node
 from auralink_node.paths import PROBE, PROBE_ACK
 from auralink_node.relay import RelayLink, TokenBucket
@@ -26,10 +27,8 @@ from auralink_node.relay.protocol import (
     SEND_DATAGRAM,
     TAGGED_PREFIX,
     DatagramKey,
-    Deliver,
     Hello,
     PeerGone,
-    Send,
     Welcome,
     decode_datagram,
     encode_datagram,
@@ -224,8 +223,23 @@ def test_token_bucket_refills_at_its_rate_up_to_its_burst() -> None:
 
 def test_relay_messages_round_trip() -> None:
     peer = Identity.from_seed(bytes(32)).aura_id
-    for message in (Hello(b"tok"), Welcome(1000, 8), Send(peer, b"\x40pkt"), Deliver(peer, b"\xc0"), PeerGone(peer)):
+    for message in (Hello(b"tok"), Hello(), Welcome(1000, 8, bytes(range(32))), PeerGone(peer)):
         assert round_trip(CODEC, message) == message
+    with pytest.raises(LocalProtocolError):
+        CODEC.encode(Welcome(1000, 8, b"short key"))
+
+
+@pytest.mark.parametrize("retired", [3, 4])
+def test_the_retired_stream_messages_are_refused(retired: int) -> None:
+    data = bytearray(CODEC.encode(PeerGone(Identity.from_seed(bytes(32)).aura_id)))
+    assert data[1] == PeerGone.TYPE  # version byte, then the type (a one-byte varint)
+    data[1] = retired  # Send (3) and Deliver (4) carried packets on the stream; now only datagrams do
+    decoder = FrameDecoder(max_size=CODEC.max_size)
+    decoder.feed(bytes(data))
+    frame = decoder.next_frame()
+    assert frame is not None
+    with pytest.raises(RemoteProtocolError):
+        CODEC.decode(frame)
 
 
 @given(st.binary(max_size=2000))

@@ -4,17 +4,18 @@ Theory of operation
 -------------------
 A :class:`RelayLink` is one session on one relay. :meth:`RelayLink.run` (a task of the node)
 connects to the relay like to any peer (QUIC, its AuraID checked), opens an
-``auralink/relay/1`` stream, says Hello, and waits for Welcome; then it reads
-:class:`~auralink_node.relay.protocol.Deliver` messages and hands each packet to the endpoint,
-which treats it exactly like a datagram from the socket (:meth:`Endpoint.relayed_datagram_received
-<auralink_node.transport.Endpoint.relayed_datagram_received>`). If the session breaks, it
-reconnects with capped exponential backoff.
+``auralink/relay/1`` stream, says Hello, and waits for Welcome and its session key; then it
+keeps the stream open, reading :class:`~auralink_node.relay.protocol.PeerGone` notices, and
+reconnects with capped exponential backoff if the session breaks.
 
 :meth:`RelayLink.path_to` gives a :class:`RelayPath` for one peer: a
-:class:`~auralink_node.transport.connection.DatagramSender` that wraps each QUIC datagram of
-the connection to that peer in a :class:`~auralink_node.relay.protocol.Send`. Sending never
-waits: a packet is dropped when the session is down or its stream is above its high-water mark,
-as a congested router would drop it, and QUIC retransmits.
+:class:`~auralink_node.transport.connection.DatagramSender` that tags each QUIC datagram of the
+connection to that peer and sends it to the relay as a Send datagram on the node's own socket.
+Deliver datagrams from the relay's address come back through :meth:`RelayLink.datagram_received`,
+which checks their tag and hands the packet to the endpoint exactly like a datagram from the
+socket (:meth:`Endpoint.relayed_datagram_received
+<auralink_node.transport.Endpoint.relayed_datagram_received>`). Sending never waits: a packet
+is dropped while the session is down, as a broken router would drop it, and QUIC retransmits.
 """
 
 from __future__ import annotations
@@ -37,13 +38,10 @@ from auralink_node.relay.protocol import (
     RELAY_PROTOCOL,
     SEND_DATAGRAM,
     DatagramKey,
-    Deliver,
     Hello,
     PeerGone,
-    Send,
     Welcome,
 )
-from auralink_node.transport.streams import MeshStream
 
 if TYPE_CHECKING:
     from auralink_node.transport import Endpoint
@@ -89,19 +87,18 @@ class RelayLink:
         self._token = token
         self._on_change = on_change
         self._on_outcome = on_outcome
-        self._stream: MeshStream | None = None
         self._ready = asyncio.Event()
         self.welcome: Welcome | None = None
         """The relay's limits, once the session is open."""
         self.stats: Counter[str] = Counter()
-        """Packets ``sent``, ``received``, and ``dropped_down``/``dropped_congested``; ``peer_gone`` notices."""
+        """Packets ``sent``, ``received``, ``dropped_down`` and ``bad_datagram``; ``peer_gone`` notices."""
         self.gone: set[AuraID] = set()
         """Peers the relay said have no session there (cleared when they send again)."""
         self.last_error: str | None = None
         """Why the last session attempt or session ended, if it did."""
         self._paths: dict[bytes, RelayPath] = {}  # by the peer's key bytes, as relay datagrams name peers
         self.session_key = b""
-        """The key of this session's relay datagrams (empty until Welcome, or if the relay takes none)."""
+        """The key of this session's relay datagrams (empty while no session is open)."""
         self._datagram_key: DatagramKey | None = None
 
     @property
@@ -125,23 +122,11 @@ class RelayLink:
 
     def send(self, peer: AuraID, packet: bytes) -> None:
         """Send one packet to ``peer`` through the relay, or drop it if the session cannot take it now."""
-        stream = self._stream
-        if stream is None or not 0 < len(packet) <= MAX_PACKET:
-            self.stats["dropped_down"] += 1
-            return
         key = self._datagram_key
-        if key is not None:  # a relay datagram on our socket: no stream, no extra encryption
-            self.endpoint.send_raw(key.seal(SEND_DATAGRAM, peer.public_key, packet), self.relay.address)
-            self.stats["sent"] += 1
-            return
-        if stream.backlog > stream.high_water:
-            self.stats["dropped_congested"] += 1
-            return
-        try:
-            stream.write(CODEC.encode(Send(peer, packet)))
-        except AuralinkError:
+        if key is None or not 0 < len(packet) <= MAX_PACKET:
             self.stats["dropped_down"] += 1
             return
+        self.endpoint.send_raw(key.seal(SEND_DATAGRAM, peer.public_key, packet), self.relay.address)
         self.stats["sent"] += 1
 
     async def run(self) -> None:
@@ -159,7 +144,6 @@ class RelayLink:
             finally:
                 was_ready = self._ready.is_set()
                 self._ready.clear()
-                self._stream = None
                 self.session_key = b""
                 self._datagram_key = None
                 if was_ready and self._on_change is not None:
@@ -194,8 +178,7 @@ class RelayLink:
         async with asyncio.timeout(10.0):
             self.welcome = await reader.expect(Welcome)
         self.session_key = self.welcome.session_key
-        self._datagram_key = DatagramKey(self.session_key) if self.session_key else None
-        self._stream = stream
+        self._datagram_key = DatagramKey(self.session_key)
         self.last_error = None
         self._ready.set()
         if self._on_outcome is not None:
@@ -208,11 +191,7 @@ class RelayLink:
             if message is None:
                 self.last_error = "the relay ended the session"
                 return
-            if isinstance(message, Deliver):
-                self.stats["received"] += 1
-                self.gone.discard(message.src)
-                self.endpoint.relayed_datagram_received(self.path_to(message.src), message.src, message.packet)
-            elif isinstance(message, PeerGone):
+            if isinstance(message, PeerGone):
                 self.stats["peer_gone"] += 1
                 self.gone.add(message.dst)
             else:

@@ -4,24 +4,24 @@ Theory of operation
 -------------------
 A node that wants to be reachable through a relay opens one ``auralink/relay/1`` stream on its
 ordinary, authenticated mesh connection to the relay, and sends :class:`Hello` (with an access
-token if the relay wants one). The relay answers :class:`Welcome` with its limits, or resets
-the stream. From then on the stream carries opaque packets both ways:
+token if the relay wants one). The relay answers :class:`Welcome` with its limits and a random
+session key, or resets the stream. The stream stays open for the life of the session, and then
+carries only :class:`PeerGone` (relay to node: ``dst`` has no session on this relay); the
+packets themselves never travel on it.
 
-* :class:`Send` (node to relay): ``dst`` (a 32-byte key) and one packet for it;
-* :class:`Deliver` (relay to node): ``src`` (the sender's key, which the relay knows from the
-  sender's own authenticated connection, so it cannot be forged) and the packet;
-* :class:`PeerGone` (relay to node): ``dst`` has no session on this relay.
+**Datagrams.** Packets travel as plain UDP datagrams on the node's own socket (the NAT mapping
+of its connection to the relay): ``0x04 | tag | dst | packet`` to the relay and
+``0x05 | tag | src | packet`` back, where the tag is BLAKE2b keyed with the session key of the
+node at that end (:class:`DatagramKey`), and the relay also checks that a Send datagram comes
+from the session's address. The packets are the end-to-end QUIC datagrams between the two
+nodes: the relay sees two AuraIDs and ciphertext, nothing else. This module is a pure core:
+messages, datagrams and their codecs.
 
-The packets are the end-to-end QUIC datagrams between the two nodes: the relay sees two
-AuraIDs and ciphertext, nothing else. This module is a pure core: messages and their codec.
-
-**Datagrams.** Carrying packets inside the session's stream makes the relay terminate QUIC on
-both sides (two more encryptions per packet, and a reliable stream around an unreliable
-protocol). So the stream only opens the session: :class:`Welcome` hands the node a random
-session key, and packets then travel as plain UDP datagrams on the node's own socket,
-``0x04 | tag | dst | packet`` to the relay and ``0x05 | tag | src | packet`` back, where the tag
-is BLAKE2b keyed with the session key of the node at that end (:class:`DatagramKey`). The
-relay also checks that a Send datagram comes from the session's address.
+An earlier version also carried packets inside the session stream (``Send`` and ``Deliver``
+messages, types 3 and 4, now retired and not to be reused). That made the relay terminate QUIC
+on both sides (two more encryptions per packet, and a reliable stream around an unreliable
+protocol), and no relay of ours offered it any more once datagrams worked, so it is gone: a
+session is datagrams or nothing.
 
 **What the tag covers, and why that is enough.** The tag is a keyed BLAKE2b (a MAC) over the
 kind byte, the peer's key, the packet's length, and the packet itself up to its first
@@ -73,10 +73,8 @@ __all__ = [
     "PEER_SLICE",
     "RELAY_PROTOCOL",
     "DatagramKey",
-    "Deliver",
     "Hello",
     "PeerGone",
-    "Send",
     "Welcome",
     "decode_datagram",
     "encode_datagram",
@@ -101,78 +99,41 @@ class Hello:
     TYPE: ClassVar[int] = 1
     token: bytes = b""
     """Access token, for relays whose policy is ``token``."""
-    datagrams: bool = True
-    """Whether packets for this node may come as relay datagrams (else as :class:`Deliver`)."""
 
     @classmethod
     def pull(cls, buf: Buffer) -> Self:
-        token = buf.pull_length_prefixed(MAX_TOKEN, "token")
-        flags = buf.pull_varint()
-        return cls(token, bool(flags & 1))
+        return cls(buf.pull_length_prefixed(MAX_TOKEN, "token"))
 
     def push(self, buf: Buffer) -> None:
         buf.push_length_prefixed(self.token, MAX_TOKEN, "token")
-        buf.push_varint(1 if self.datagrams else 0)
 
 
 @dataclass(frozen=True, slots=True)
 class Welcome:
-    """Relay to node: the session is open, with these limits."""
+    """Relay to node: the session is open, with these limits and this key."""
 
     TYPE: ClassVar[int] = 2
     bytes_per_second: int
     """The node's relayed-traffic budget (token bucket rate)."""
     max_peers: int
     """How many distinct peers the node may reach through the relay at once."""
-    session_key: bytes = b""
-    """The key that authenticates this session's relay datagrams (empty: the relay takes none)."""
+    session_key: bytes
+    """The key that authenticates this session's relay datagrams (:data:`SESSION_KEY_SIZE` bytes)."""
 
     @classmethod
     def pull(cls, buf: Buffer) -> Self:
         rate, peers = buf.pull_varint(), buf.pull_varint()
         key = buf.pull_length_prefixed(SESSION_KEY_SIZE, "session key")
-        if key and len(key) != SESSION_KEY_SIZE:
+        if len(key) != SESSION_KEY_SIZE:
             raise RemoteProtocolError(f"a session key is {SESSION_KEY_SIZE} bytes, not {len(key)}")
         return cls(rate, peers, key)
 
     def push(self, buf: Buffer) -> None:
+        if len(self.session_key) != SESSION_KEY_SIZE:
+            raise LocalProtocolError(f"a session key is {SESSION_KEY_SIZE} bytes, not {len(self.session_key)}")
         buf.push_varint(self.bytes_per_second)
         buf.push_varint(self.max_peers)
         buf.push_length_prefixed(self.session_key, SESSION_KEY_SIZE, "session key")
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Node to relay: deliver ``packet`` to ``dst``."""
-
-    TYPE: ClassVar[int] = 3
-    dst: AuraID
-    packet: bytes
-
-    @classmethod
-    def pull(cls, buf: Buffer) -> Self:
-        return cls(_pull_key(buf), buf.pull_length_prefixed(MAX_PACKET, "packet"))
-
-    def push(self, buf: Buffer) -> None:
-        buf.push_bytes(self.dst.public_key)
-        buf.push_length_prefixed(self.packet, MAX_PACKET, "packet")
-
-
-@dataclass(frozen=True, slots=True)
-class Deliver:
-    """Relay to node: ``packet`` came from ``src``."""
-
-    TYPE: ClassVar[int] = 4
-    src: AuraID
-    packet: bytes
-
-    @classmethod
-    def pull(cls, buf: Buffer) -> Self:
-        return cls(_pull_key(buf), buf.pull_length_prefixed(MAX_PACKET, "packet"))
-
-    def push(self, buf: Buffer) -> None:
-        buf.push_bytes(self.src.public_key)
-        buf.push_length_prefixed(self.packet, MAX_PACKET, "packet")
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,5 +252,5 @@ def decode_datagram(data: bytes, key: bytes | DatagramKey) -> tuple[AuraID, byte
     return AuraID(data[PEER_SLICE]), data[PACKET_OFFSET:]
 
 
-CODEC = MessageCodec(RELAY_PROTOCOL, [Hello, Welcome, Send, Deliver, PeerGone], max_size=MAX_PACKET + 64)
+CODEC = MessageCodec(RELAY_PROTOCOL, [Hello, Welcome, PeerGone], max_size=MAX_TOKEN + 64)
 """Encodes and decodes relay messages as :mod:`auralink.wire` frames."""

@@ -7,16 +7,20 @@ A node started with ``auralink-node up --relay`` registers :meth:`RelayService.s
 proven by the mesh connection's handshake, so a session cannot speak for anyone else. After a
 :class:`~auralink_node.relay.protocol.Hello` that passes the :class:`RelayPolicy` (open, an
 allow-list of AuraIDs, or a shared token), the relay answers
-:class:`~auralink_node.relay.protocol.Welcome` and then forwards every
-:class:`~auralink_node.relay.protocol.Send` as a :class:`~auralink_node.relay.protocol.Deliver`
-on the destination's session, naming the sender.
+:class:`~auralink_node.relay.protocol.Welcome` with a fresh session key, and from then on
+forwards every Send datagram that comes from the session's address with a valid tag
+(:meth:`RelayService.datagram_received`) as a Deliver datagram to the destination's session,
+naming the sender (see :mod:`auralink_node.relay.protocol`).
 
-The relay never waits and never queues beyond a stream's high-water mark: a packet is dropped
-(as a router would drop it; QUIC retransmits) when the sender is over its byte budget (a token
-bucket per AuraID), would reach more distinct peers than allowed at once, has no destination
-session here, or the destination's stream is congested. Every outcome is counted in
-:attr:`RelayService.stats` and in the node's metrics. The relay sees AuraIDs and ciphertext:
-the packets are the end-to-end QUIC datagrams between the two nodes.
+The relay never waits and never queues: a packet is dropped (as a router would drop it; QUIC
+retransmits) when the sender is over its byte budget (a token bucket per AuraID), would reach
+more distinct peers than allowed at once, or has no destination session here. Every outcome is
+counted in :attr:`RelayService.stats` and in the node's metrics. The relay sees AuraIDs and
+ciphertext: the packets are the end-to-end QUIC datagrams between the two nodes.
+
+Forwarding runs once per relayed packet, so it builds nothing it can look up: sessions are
+indexed by address and by key bytes, the tag is checked and made from pre-keyed state
+(:class:`~auralink_node.relay.protocol.DatagramKey`), and no AuraID is constructed.
 """
 
 from __future__ import annotations
@@ -41,10 +45,8 @@ from auralink_node.relay.protocol import (
     PEER_SLICE,
     SESSION_KEY_SIZE,
     DatagramKey,
-    Deliver,
     Hello,
     PeerGone,
-    Send,
     Welcome,
 )
 from auralink_node.transport.streams import ErrorCode, MeshStream
@@ -54,7 +56,8 @@ __all__ = ["ForwardResult", "RelayPolicy", "RelayService", "TokenBucket"]
 logger = logging.getLogger(__name__)
 
 ForwardResult = RelayResult
-"""What became of one packet (the metrics' :data:`~auralink_node.metrics.RelayResult`)."""
+"""What became of one packet (the metrics' :data:`~auralink_node.metrics.RelayResult`; ``congested``
+is no longer produced: it counted the retired stream path's full streams)."""
 
 HELLO_TIMEOUT = 5.0
 """Seconds a new session has to say Hello."""
@@ -112,9 +115,8 @@ class _Session:
     peer: AuraID
     stream: MeshStream
     bucket: TokenBucket
-    key: DatagramKey | None
+    key: DatagramKey
     address: Address
-    datagrams: bool
     destinations: OrderedDict[bytes, float] = field(default_factory=OrderedDict)
     """Recent destinations (their key bytes), least recently used first, with their last packet's time."""
     gone_sent: dict[AuraID, float] = field(default_factory=dict)
@@ -130,7 +132,7 @@ class RelayService:
         clock: Callable[[], float],
         on_packet: Callable[[ForwardResult, int], None] | None = None,
         banned: Callable[[AuraID], bool] | None = None,
-        send_raw: Callable[[bytes, Address], None] | None = None,
+        send_raw: Callable[[bytes, Address], None],
     ) -> None:
         self.policy = policy
         self._banned = banned
@@ -159,29 +161,22 @@ class RelayService:
             stream.reset(ErrorCode.REFUSED)
             return
         burst = self.policy.burst_bytes or max(self.policy.bytes_per_second, 65_536)
-        key = os.urandom(SESSION_KEY_SIZE) if self._send_raw is not None else b""
+        key = os.urandom(SESSION_KEY_SIZE)
         bucket = TokenBucket(self.policy.bytes_per_second, burst, self._clock())
         address = stream.connection.remote
-        datagram_key = DatagramKey(key) if key else None
-        session = _Session(peer, stream, bucket, datagram_key, address, hello.datagrams and bool(key))
+        session = _Session(peer, stream, bucket, DatagramKey(key), address)
         previous = self.sessions.get(peer)
         if previous is not None:  # the peer reconnected: the newest session wins
             previous.stream.reset(ErrorCode.CANCELLED)
             self._by_address.pop(previous.address, None)
         self.sessions[peer] = session
         self._by_key[peer.public_key] = session
-        if key:
-            self._by_address[address] = session
+        self._by_address[address] = session
         stream.write(CODEC.encode(Welcome(self.policy.bytes_per_second, self.policy.max_peers, key)))
-        try:
-            while True:
-                message = await reader.next()
-                if message is None:
-                    return
-                if not isinstance(message, Send):
-                    raise RemoteProtocolError(f"relay session: expected Send, got {type(message).__name__}")
-                if message.packet:  # an empty packet is no QUIC packet: nothing to forward
-                    self.forward(session, message.dst, message.packet)
+        try:  # the session lasts as long as its stream, which the node never writes to again
+            message = await reader.next()
+            if message is not None:
+                raise RemoteProtocolError(f"relay session: unexpected {type(message).__name__} after Hello")
         except AuralinkError as exc:
             logger.debug("relay session for %s ended: %s", peer.short(), exc)
         finally:
@@ -194,7 +189,7 @@ class RelayService:
     def datagram_received(self, data: bytes, addr: Address, via: object) -> None:
         """A Send datagram on the relay's socket: forward it if its session and tag check out."""
         session = self._by_address.get(addr)
-        if session is None or session.key is None:
+        if session is None:
             self.stats["unknown_session"] += 1
             return
         try:
@@ -240,10 +235,5 @@ class RelayService:
                     session.gone_sent.pop(next(iter(session.gone_sent)))
                 session.stream.write(CODEC.encode(PeerGone(dst)))
             return "no_session"
-        if target.datagrams and target.key is not None and self._send_raw is not None:
-            self._send_raw(target.key.seal(DELIVER_DATAGRAM, session.peer.public_key, packet), target.address)
-            return "forwarded"
-        if target.stream.backlog > target.stream.high_water:
-            return "congested"
-        target.stream.write(CODEC.encode(Deliver(session.peer, packet)))
+        self._send_raw(target.key.seal(DELIVER_DATAGRAM, session.peer.public_key, packet), target.address)
         return "forwarded"
