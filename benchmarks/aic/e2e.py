@@ -20,7 +20,7 @@ runs twice:
 
 * **default**: the clip track as it is; aiortc's VP8 encoder starts at 500 kbps and REMB raises it
   towards 1.5 Mbps;
-* **AIC**: the same track wrapped by :class:`~auralink.aic.controller.AICController` (adaptive mode,
+* **AIC**: the same track wrapped by :class:`~auralink.aic.controller.AICController` (``--mode``,
   the packaged VMAF model, the denoiser off for its encoder, REMB as the budget), with the hint
   marks in the RTP header extension.
 
@@ -92,7 +92,7 @@ class ClipTrack(MediaStreamTrack):
 
 
 async def call(  # noqa: PLR0915 - one call, set up, run and measured in order
-    source: evaluate.Source, count: int, shown_path: Path, *, aic: bool
+    source: evaluate.Source, count: int, shown_path: Path, *, aic: bool, mode: Mode = Mode.ADAPTIVE
 ) -> dict[str, Any]:
     """One call; returns its wire bytes, frames and AIC metrics, and writes what the callee showed."""
     caller = RTCPeerConnection(rtc_configuration(IceConfig()))
@@ -100,7 +100,7 @@ async def call(  # noqa: PLR0915 - one call, set up, run and measured in order
     track: MediaStreamTrack = ClipTrack(source.frames, source.fps, count)
     controller: AICController | None = None
     if aic:
-        controller = AICController(HintEngine(Mode.ADAPTIVE))
+        controller = AICController(HintEngine(mode))
         track = controller.wrap(track)
     sender = caller.addTrack(track)
     if controller is not None:
@@ -176,6 +176,7 @@ async def call(  # noqa: PLR0915 - one call, set up, run and measured in order
     per_second = [(b1 - b0) * 8 / (t1 - t0) / 1000 for (t0, b0), (t1, b1) in itertools.pairwise(samples) if t1 > t0]
     result: dict[str, Any] = {
         "aic": aic,
+        "mode": mode.value if aic else None,
         "frames_sent_by_source": count,
         "frames_received": received,
         "srtp_bytes": stats["bytesSent"],
@@ -210,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clip", default="bikes", choices=[c.name for c in evaluate.CLIPS])
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--mode", default="adaptive", choices=[m.value for m in Mode], help="AIC's mode")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     clip = next(c for c in evaluate.CLIPS if c.name == args.clip)
@@ -230,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                 sink.write(evaluate._yuv_bytes(source.frames[index % len(source.frames)]))
         for aic in (False, True):
             shown = Path(folder) / f"shown-{aic}.yuv"
-            run = asyncio.run(call(source, count, shown, aic=aic))
+            run = asyncio.run(call(source, count, shown, aic=aic, mode=Mode(args.mode)))
             scores = quality.score(shown, reference, source.width, source.height, source.fps)
             run |= {
                 "vmaf_mean": scores.vmaf_mean,
@@ -243,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     default, with_aic = report["runs"]
     report["wire_saving_pct"] = 100 * (1 - with_aic["wire_bytes"] / default["wire_bytes"])
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"aic-e2e-{report['date']}-{clip.name}.json"
+    path = args.out / f"aic-e2e-{report['date']}-{clip.name}-{args.mode}.json"
     path.write_text(json.dumps(report, indent=1))
     print(json.dumps({k: v for k, v in report.items() if k != "runs"}, indent=1))
     return 0
