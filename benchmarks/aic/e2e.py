@@ -122,6 +122,7 @@ async def call(  # noqa: PLR0915 - one call, set up, run and measured in order
                     async with asyncio.timeout(END_OF_CLIP):
                         frame = await remote.recv()
                     assert isinstance(frame, av.VideoFrame)
+                    assert frame.pts is not None
                     received += 1
                     first_pts = frame.pts if first_pts is None else first_pts
                     index = round(((frame.pts - first_pts) % (1 << 32)) / ticks)

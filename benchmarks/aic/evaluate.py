@@ -378,7 +378,7 @@ def plot(clip: Clip, rows: list[dict[str, Any]], path: Path) -> None:
     from matplotlib import ticker  # noqa: PLC0415
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
-    series = (
+    series: tuple[tuple[str, Callable[[dict[str, Any]], bool], str, str], ...] = (
         ("default aiortc (denoiser on)", lambda r: r["kind"] == "default", "o-", "tab:red"),
         ("tuned static (denoiser off)", lambda r: r["kind"] == "static", "s-", "tab:blue"),
         ("AIC quality ladder", lambda r: r.get("curve") == "quality", "^-", "tab:green"),

@@ -113,7 +113,7 @@ def upper_hull(rates: Sequence[float], qualities: Sequence[float]) -> tuple[list
 
 def rate_at_quality(rates: Sequence[float], qualities: Sequence[float], quality: float) -> float | None:
     """Bitrate at which the curve reaches ``quality`` (PCHIP on log-rate), or None outside its range."""
-    from scipy.interpolate import PchipInterpolator  # type: ignore[import-untyped]  # noqa: PLC0415
+    from scipy.interpolate import PchipInterpolator  # type: ignore[import-untyped,unused-ignore]  # noqa: PLC0415
 
     r, q = upper_hull(rates, qualities)
     if len(r) < 2 or not q[0] <= quality <= q[-1]:
@@ -123,7 +123,7 @@ def rate_at_quality(rates: Sequence[float], qualities: Sequence[float], quality:
 
 def quality_at_rate(rates: Sequence[float], qualities: Sequence[float], rate: float) -> float | None:
     """Quality of the curve at ``rate`` (PCHIP on log-rate), or None outside its range."""
-    from scipy.interpolate import PchipInterpolator  # type: ignore[import-untyped]  # noqa: PLC0415
+    from scipy.interpolate import PchipInterpolator  # type: ignore[import-untyped,unused-ignore]  # noqa: PLC0415
 
     pairs = sorted(zip(rates, qualities, strict=True))
     r = [p[0] for p in pairs]

