@@ -30,6 +30,7 @@ from auralink.calls.room_messages import (
     SlotChanged,
     Status,
     Subscribe,
+    TrackKind,
     Unpublish,
     Unsubscribe,
     Welcome,
@@ -71,15 +72,18 @@ def to(messages: list[tuple[object, object]], who: object) -> list[object]:
 # -- codec -----------------------------------------------------------------------------------------
 
 aura_ids = st.sampled_from([i.aura_id for i in IDENTITIES])
-infos = st.builds(ParticipantInfo, aura_ids, st.integers(0, 255).map(Capability), st.booleans(), st.booleans())
+infos = st.builds(
+    ParticipantInfo, aura_ids, st.integers(0, 255).map(Capability), st.booleans(), st.booleans(), st.booleans()
+)
+kinds = st.sampled_from(list(TrackKind))
 request_ids = st.integers(min_value=1, max_value=(1 << 62) - 1)
 texts = st.text(max_size=64)
 messages = st.one_of(
     st.builds(Join, st.just(ROOM), st.binary(max_size=211), texts),
-    st.builds(Publish, request_ids),
-    st.builds(Unpublish, request_ids),
-    st.builds(Subscribe, request_ids, aura_ids),
-    st.builds(Unsubscribe, request_ids, aura_ids),
+    st.builds(Publish, request_ids, kinds),
+    st.builds(Unpublish, request_ids, kinds),
+    st.builds(Subscribe, request_ids, aura_ids, kinds),
+    st.builds(Unsubscribe, request_ids, aura_ids, kinds),
     st.builds(SendChat, request_ids, texts),
     st.builds(Mute, request_ids, aura_ids, st.booleans()),
     st.builds(Kick, request_ids, aura_ids, texts),
@@ -90,7 +94,7 @@ messages = st.one_of(
     st.builds(ParticipantLeft, aura_ids, st.sampled_from(list(LeaveReason))),
     st.builds(ParticipantChanged, infos),
     st.builds(ChatReceived, aura_ids, texts),
-    st.builds(SlotChanged, st.integers(0, 255), aura_ids),
+    st.builds(SlotChanged, st.integers(0, 255), aura_ids, kinds),
     st.builds(Removed, st.sampled_from(list(LeaveReason)), st.one_of(st.none(), aura_ids), texts),
 )
 
@@ -126,9 +130,28 @@ def test_unknown_codes_decode_as_unknown_and_request_id_zero_is_reserved() -> No
     frame = CODEC.encode(Removed(LeaveReason.KICKED))
     assert decode_one(bytes([*frame[:3], 77, *frame[4:]])) == Removed(LeaveReason.UNKNOWN)
     with pytest.raises(RemoteProtocolError, match="reserved for the join"):
-        decode_one(bytes([1, Publish.TYPE, 1, 0]))
+        decode_one(bytes([1, Publish.TYPE, 2, 0, 0]))
     with pytest.raises(RemoteProtocolError, match="must be 0 or 1"):
         decode_one(bytes([1, Mute.TYPE, 34, 1, *A.aura_id.public_key, 2]))
+
+
+def test_track_kinds_have_golden_bytes_and_unknown_kinds_are_refused() -> None:
+    # frame version | type | payload length | request id | kind
+    assert CODEC.encode(Publish(1)) == bytes([1, Publish.TYPE, 2, 1, 0])
+    assert CODEC.encode(Publish(1, TrackKind.AUDIO)) == bytes([1, Publish.TYPE, 2, 1, 1])
+    assert decode_one(bytes([1, Unpublish.TYPE, 2, 5, 1])) == Unpublish(5, TrackKind.AUDIO)
+    with pytest.raises(RemoteProtocolError, match="unknown track kind 2"):
+        decode_one(bytes([1, Publish.TYPE, 2, 1, 2]))
+    with pytest.raises(RemoteProtocolError, match="unknown track kind 9"):
+        decode_one(bytes([1, SlotChanged.TYPE, 34, 0, *A.aura_id.public_key, 9]))
+    info = ParticipantInfo(A.aura_id, ALL, publishing=False, muted=False, publishing_audio=True)
+    assert CODEC.encode(ParticipantChanged(info))[-1] == 0b100
+    with pytest.raises(RemoteProtocolError, match="unknown participant flags 0x8"):
+        decode_one(bytes([1, ParticipantChanged.TYPE, 34, *A.aura_id.public_key, int(ALL), 8]))
+    assert info.publishes(TrackKind.AUDIO) and not info.publishes(TrackKind.VIDEO)
+    assert TrackKind.of("audio") is TrackKind.AUDIO and TrackKind.AUDIO.label == "audio"
+    with pytest.raises(ValueError, match="'audio' or 'video'"):
+        TrackKind.of("data")
 
 
 def test_refusal_codes_map_back_to_the_grant_errors() -> None:
@@ -144,9 +167,9 @@ def test_refusal_codes_map_back_to_the_grant_errors() -> None:
 
 
 def room_with(*who: int, caps: dict[int, Capability] | None = None) -> RoomState:
-    state = RoomState(ROOM, RoomConfig(max_participants=4, max_slots=2))
+    state = RoomState(ROOM, RoomConfig(max_participants=4, max_slots=2, max_audio_slots=2))
     for w in who:
-        state.join(IDENTITIES[w].aura_id, grant_for(w, (caps or {}).get(w, ALL)), 2, T0)
+        state.join(IDENTITIES[w].aura_id, grant_for(w, (caps or {}).get(w, ALL)), 2, T0, audio_slots=3)
     drain(state)
     return state
 
@@ -328,3 +351,80 @@ def test_room_cores_import_no_io_or_clocks() -> None:
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names.add(node.module.split(".")[0])
         assert not names & {"asyncio", "socket", "time", "threading"}, relative
+
+
+def test_audio_has_its_own_publish_gate_and_subscription_slots() -> None:
+    state = room_with(1, 2)
+    state.receive(A.aura_id, Publish(1, TrackKind.AUDIO), T0)
+    messages, actions = drain(state)
+    assert actions == [GateChanged(A.aura_id, True, TrackKind.AUDIO)]
+    heard = ParticipantInfo(A.aura_id, ALL, publishing=False, publishing_audio=True)
+    assert ParticipantChanged(heard) in to(messages, B.aura_id)
+    assert state.forwards_from(A.aura_id, TrackKind.AUDIO) and not state.forwards_from(A.aura_id)
+    state.receive(B.aura_id, Subscribe(2, A.aura_id), T0)  # video: A publishes none
+    assert drain(state)[0][0][1].status is Status.NOT_FOUND  # type: ignore[attr-defined]
+    state.receive(B.aura_id, Subscribe(3, A.aura_id, TrackKind.AUDIO), T0)
+    messages, actions = drain(state)
+    assert to(messages, B.aura_id) == [Reply(3, Status.OK, 0)]
+    assert actions == [StartForwarding(A.aura_id, B.aura_id, 0, TrackKind.AUDIO)]
+    assert state.slots(B.aura_id, TrackKind.AUDIO) == (A.aura_id, None)  # 3 offered, 2 allowed
+    assert state.slots(B.aura_id) == (None, None)
+    state.receive(A.aura_id, Publish(4), T0)  # now video too: its own slot, numbered from 0
+    state.receive(B.aura_id, Subscribe(5, A.aura_id), T0)
+    messages, actions = drain(state)
+    assert actions == [GateChanged(A.aura_id, True), StartForwarding(A.aura_id, B.aura_id, 0)]
+    # Unpublishing audio frees only the audio slot, and says which kind of slot.
+    state.receive(A.aura_id, Unpublish(6, TrackKind.AUDIO), T0)
+    messages, actions = drain(state)
+    assert actions == [GateChanged(A.aura_id, False, TrackKind.AUDIO), StopForwarding(B.aura_id, 0, TrackKind.AUDIO)]
+    assert SlotChanged(0, A.aura_id, TrackKind.AUDIO) in to(messages, B.aura_id)
+    assert state.slots(B.aura_id) == (A.aura_id, None)
+    state.receive(B.aura_id, Unsubscribe(7, A.aura_id, TrackKind.AUDIO), T0)
+    assert to(drain(state)[0], B.aura_id)[0].status is Status.NOT_FOUND  # type: ignore[attr-defined]
+
+
+def test_audio_slots_are_limited_by_the_room_config() -> None:
+    state = RoomState(ROOM, RoomConfig(max_audio_slots=1))
+    state.join(A.aura_id, grant_for(1), 2, T0, audio_slots=4)
+    state.join(B.aura_id, grant_for(2), 2, T0)
+    state.join(C.aura_id, grant_for(3), 2, T0)
+    for who in (B, C):
+        state.receive(who.aura_id, Publish(1, TrackKind.AUDIO), T0)
+    state.receive(A.aura_id, Subscribe(1, B.aura_id, TrackKind.AUDIO), T0)
+    state.receive(A.aura_id, Subscribe(2, C.aura_id, TrackKind.AUDIO), T0)
+    replies = [m for m in to(drain(state)[0], A.aura_id) if isinstance(m, Reply)]
+    assert [r.status for r in replies] == [Status.OK, Status.FULL]
+    assert "audio subscription slots" in replies[1].detail
+
+
+def test_publishing_audio_needs_the_publish_grant() -> None:
+    state = room_with(1, 2, caps={1: Capability.JOIN | Capability.SUBSCRIBE})
+    state.receive(A.aura_id, Publish(1, TrackKind.AUDIO), T0)
+    messages, actions = drain(state)
+    assert to(messages, A.aura_id)[0].status is Status.NOT_PERMITTED  # type: ignore[attr-defined]
+    assert actions == [] and not state.forwards_from(A.aura_id, TrackKind.AUDIO)
+
+
+def test_mute_and_leave_close_every_track_of_a_publisher() -> None:
+    state = room_with(0, 1, 2, caps={0: ALL | Capability.ADMIN})
+    state.receive(A.aura_id, Publish(1), T0)
+    state.receive(A.aura_id, Publish(2, TrackKind.AUDIO), T0)
+    state.receive(B.aura_id, Subscribe(1, A.aura_id), T0)
+    state.receive(B.aura_id, Subscribe(2, A.aura_id, TrackKind.AUDIO), T0)
+    drain(state)
+    state.receive(OWNER.aura_id, Mute(1, A.aura_id, True), T0)
+    _, actions = drain(state)
+    assert actions == [GateChanged(A.aura_id, False), GateChanged(A.aura_id, False, TrackKind.AUDIO)]
+    state.receive(OWNER.aura_id, Mute(2, A.aura_id, False), T0)
+    _, actions = drain(state)
+    assert actions == [GateChanged(A.aura_id, True), GateChanged(A.aura_id, True, TrackKind.AUDIO)]
+    state.receive(A.aura_id, Leave(), T0)
+    messages, actions = drain(state)
+    assert actions[:2] == [GateChanged(A.aura_id, False), GateChanged(A.aura_id, False, TrackKind.AUDIO)]
+    assert StopForwarding(B.aura_id, 0) in actions
+    assert StopForwarding(B.aura_id, 0, TrackKind.AUDIO) in actions
+    assert {m for m in to(messages, B.aura_id) if isinstance(m, SlotChanged)} == {
+        SlotChanged(0, A.aura_id),
+        SlotChanged(0, A.aura_id, TrackKind.AUDIO),
+    }
+    assert state.slots(B.aura_id) == (None, None) and state.slots(B.aura_id, TrackKind.AUDIO) == (None, None)

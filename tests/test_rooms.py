@@ -3,19 +3,24 @@
 Media goes over aiortc with host candidates only (the host's non-loopback address: aioice
 never offers 127.0.0.1, so the module skips where there is none). The video is synthetic: 320x240
 frames at 20 fps, each with its frame counter drawn as 16 black-or-white blocks, so a sink can tell
-real distinct frames from repeats after VP8 coding and forwarding.
+real distinct frames from repeats after VP8 coding and forwarding. The audio is sine tones
+(``auralink.calls.media.tone``), recognised on the far side by the peak of their spectrum after
+Opus coding and forwarding.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
+import itertools
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,16 +28,26 @@ pytest.importorskip("aiortc")
 
 import ifaddr
 import numpy as np
-from aiortc import MediaStreamTrack
-from av import VideoFrame
+from aiortc import MediaStreamTrack, RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
+from av import AudioFrame, VideoFrame
 
 import auralink
 from auralink.calls.grants import Capability, Grant, RoomId
-from auralink.calls.room import Room, RoomServer
-from auralink.calls.room_messages import ChatReceived, LeaveReason, ParticipantChanged, ParticipantJoined, Removed
+from auralink.calls.media import tone
+from auralink.calls.room import Room, RoomServer, _connect_tasks, close_peer_connection
+from auralink.calls.room_messages import (
+    ChatReceived,
+    LeaveReason,
+    ParticipantChanged,
+    ParticipantJoined,
+    ParticipantLeft,
+    Removed,
+    TrackKind,
+)
 from auralink.errors import GrantExpired, GrantForged, NotPermitted, RoomClosed, RoomError
 from auralink.identity import Identity
 from auralink.mesh import Mesh
+from tests.calls_kit import call_threads, settled
 from tests.daemons import cli
 
 if not any(
@@ -242,9 +257,9 @@ async def test_publishing_without_the_grant_is_refused_and_nothing_is_forwarded(
         with pytest.raises(RoomError, match="does not publish"):
             await ben.subscribe(ann.me)
         # RTP sent on the publish slot regardless (bypassing Room.publish) reaches nobody: the gate stays shut.
-        ann._publish.slot.set(CounterTrack())
+        ann._publish[TrackKind.VIDEO].slot.set(CounterTrack())
         await ben.publish(CounterTrack())
-        publication = lab.server._hosts[ROOM].publications[ann.me]
+        publication = lab.server._hosts[ROOM].publications[ann.me, TrackKind.VIDEO]
         from_ben = await ann.subscribe(ben.me)
         async with asyncio.timeout(30):
             async for _ in from_ben:  # ben's frames pace the wait until ann's RTP has reached the SFU
@@ -253,7 +268,7 @@ async def test_publishing_without_the_grant_is_refused_and_nothing_is_forwarded(
         assert publication.frames >= 10
         assert not publication.open and not publication.sinks
         ben_session = lab.server._hosts[ROOM].sessions[ben.me]
-        assert sum(track.forwarded for track in ben_session.slots) == 0
+        assert sum(track.forwarded for track in ben_session.slots[TrackKind.VIDEO]) == 0
 
 
 async def test_chat_participants_list_mute_and_kick(lab: Lab) -> None:
@@ -292,3 +307,178 @@ async def test_chat_participants_list_mute_and_kick(lab: Lab) -> None:
     with pytest.raises(NotPermitted, match="kicked"):
         async with lab.room(1):
             pass
+
+
+# -- audio, unsubscribe, leaving -------------------------------------------------------------------
+
+
+def dominant_frequency(frames: list[AudioFrame]) -> tuple[float, float]:
+    """The strongest frequency (Hz) of the frames' left channel, and the share of energy within 20 Hz of it."""
+    assert {(f.sample_rate, f.format.name, f.layout.name) for f in frames} == {(48000, "s16", "stereo")}
+    left = np.concatenate([f.to_ndarray()[0, ::2] for f in frames]).astype(np.float64)
+    power = np.abs(np.fft.rfft(left * np.hanning(len(left)))) ** 2
+    hz = np.fft.rfftfreq(len(left), 1 / 48000)
+    peak = float(hz[int(np.argmax(power))])
+    return peak, float(power[np.abs(hz - peak) <= 20].sum() / power.sum())
+
+
+async def collect(subscription: AsyncIterator[AudioFrame], count: int) -> list[AudioFrame]:
+    frames = []
+    async with asyncio.timeout(30):
+        async for frame in subscription:
+            frames.append(frame)
+            if len(frames) >= count:
+                break
+    return frames
+
+
+async def test_audio_is_forwarded_per_publisher_and_decodes_to_each_ones_tone(lab: Lab) -> None:
+    """Ann sends 440 Hz and Cat 660 Hz; Ben hears each on its own audio subscription, unmixed.
+
+    50 frames (1 s) after the first 10 are analysed: the peak of each spectrum must sit on the
+    publisher's tone, with most of the energy around it. A mixing SFU would put both tones in
+    both; a broken forward (wrong clock, garbled packets) would not decode to a clean tone.
+    """
+    tasks_before = set(asyncio.all_tasks())
+    threads_before = call_threads()
+    async with lab.room(0) as ann, lab.room(1) as ben, lab.room(2) as cat:
+        await ann.publish(tone(440.0))
+        await cat.publish(tone(660.0))
+        assert ben.participants[ann.me].publishing_audio and not ben.participants[ann.me].publishing
+        from_ann = await ben.subscribe(ann.me, kind="audio")
+        from_cat = await ben.subscribe(cat.me, kind="audio")
+        assert (from_ann.kind, from_cat.kind) == ("audio", "audio") and from_ann.slot != from_cat.slot
+        heard_ann, heard_cat = await asyncio.gather(collect(from_ann, 60), collect(from_cat, 60))
+        with pytest.raises(RoomError, match="does not publish video"):
+            await ben.subscribe(ann.me)
+        stats = lab.server.stats()
+    assert all(isinstance(f, AudioFrame) and f.samples == 960 for f in heard_ann + heard_cat)
+    peak_ann, share_ann = dominant_frequency(heard_ann[10:])
+    peak_cat, share_cat = dominant_frequency(heard_cat[10:])
+    print(f"ann: {peak_ann:.1f} Hz ({share_ann:.2f}), cat: {peak_cat:.1f} Hz ({share_cat:.2f})")
+    assert abs(peak_ann - 440.0) <= 3 and share_ann > 0.8
+    assert abs(peak_cat - 660.0) <= 3 and share_cat > 0.8
+    assert stats["audio_frames_forwarded"] >= 120 and stats["frames_forwarded"] == 0
+    assert await settled(tasks_before, threads_before) == ([], set())
+    assert lab.server.rooms() == {}
+
+
+async def test_unsubscribe_stops_one_track_and_leaves_the_other_flowing(lab: Lab) -> None:
+    async with lab.room(0) as ann, lab.room(1) as ben:
+        await ann.publish(CounterTrack())
+        await ann.publish(tone(440.0))
+        video = await ben.subscribe(ann.me)
+        audio = await ben.subscribe(ann.me, kind="audio")
+        await collect(audio, 10)
+        async with asyncio.timeout(30):
+            async for _ in video:
+                break
+        session = lab.server._hosts[ROOM].sessions[ben.me]
+        audio_slot = session.slots[TrackKind.AUDIO][audio.slot]
+        assert audio_slot.source is not None
+        await ben.unsubscribe(ann.me, kind="audio")
+        assert audio.ended and not video.ended
+        assert audio_slot.source is None  # the SFU detached the slot before it replied
+        forwarded = audio_slot.forwarded
+        received = audio.frames_received
+        count = 0
+        async with asyncio.timeout(30):
+            async for _ in video:  # 20 more video frames pace the check that audio stays stopped
+                count += 1
+                if count >= 20:
+                    break
+        assert audio_slot.forwarded == forwarded and audio.frames_received == received
+        async with asyncio.timeout(10):
+            assert len([f async for f in audio]) <= 100  # the iterator yields what it held, then ends
+        again = await ben.subscribe(ann.me, kind="audio")  # a fresh subscription resumes the track
+        assert again is not audio and len(await collect(again, 10)) == 10
+        with pytest.raises(RoomError, match="not subscribed"):
+            await ben.unsubscribe(lab.people[2].identity.aura_id, kind="audio")
+
+
+async def test_a_publisher_leaving_ends_its_subscriptions_and_leaks_nothing(lab: Lab) -> None:
+    tasks_before = set(asyncio.all_tasks())
+    threads_before = call_threads()
+    async with lab.room(1) as ben:
+        async with lab.room(0) as ann:
+            await ann.publish(CounterTrack())
+            await ann.publish(tone(330.0))
+            video = await ben.subscribe(ann.me)
+            audio = await ben.subscribe(ann.me, kind="audio")
+            await collect(audio, 5)
+            async with asyncio.timeout(30):
+                async for _ in video:
+                    break
+        async with asyncio.timeout(10):
+            while not isinstance(left := await ben.next_event(), ParticipantLeft):
+                pass
+        assert left == ParticipantLeft(ann.me, LeaveReason.LEFT)
+        assert ann.me not in ben.participants
+        async with asyncio.timeout(10):  # both iterators end once their frames are drained
+            assert len([f async for f in video]) <= 30 and len([f async for f in audio]) <= 100
+        assert video.ended and audio.ended and not ben._by_slot
+        host = lab.server._hosts[ROOM]
+        assert set(host.sessions) == {ben.me} and host.publications.keys() == {
+            (ben.me, TrackKind.VIDEO),
+            (ben.me, TrackKind.AUDIO),
+        }
+        assert all(slot.source is None for slots in host.sessions[ben.me].slots.values() for slot in slots)
+    assert await settled(tasks_before, threads_before) == ([], set())
+    assert lab.server.rooms() == {}
+
+
+async def test_closing_a_peer_connection_mid_connect_leaves_no_unretrieved_task_exception(lab: Lab) -> None:
+    """aiortc's connect task raises "RTCIceTransport is closed" if the close lands between two transceivers.
+
+    aiortc's ``__connect`` starts ICE, DTLS and RTP transceiver by transceiver; when the close
+    stops the (bundled) ICE transport after the first transceiver started and before the task
+    reaches the next, the next ``iceTransport.start`` raises. The interleaving is pinned, not
+    left to chance: the second ``start`` call waits until the close under test has marked the
+    transport closed, then runs on. A plain ``pc.close()`` leaves that exception unretrieved
+    (asyncio reports it when the task is collected), which the first half checks so this test
+    can fail; :func:`close_peer_connection` retrieves it.
+    """
+
+    async def plain_close(pc: RTCPeerConnection) -> None:
+        connecting = _connect_tasks(pc)
+        await pc.close()
+        await asyncio.wait(connecting)  # done, but nobody retrieves the exception
+
+    async def run(close: Callable[[RTCPeerConnection], Awaitable[None]]) -> list[str]:
+        loop = asyncio.get_running_loop()
+        reported: list[str] = []
+        loop.set_exception_handler(lambda _loop, context: reported.append(str(context.get("exception"))))
+        try:
+            offerer, answerer = (
+                RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+                for _ in range(2)
+            )
+            for kind in ("video", "audio"):
+                offerer.addTransceiver(kind, direction="sendrecv")
+            await offerer.setLocalDescription(await offerer.createOffer())
+            await answerer.setRemoteDescription(offerer.localDescription)
+            (ice,) = {t.receiver.transport.transport for t in answerer.getTransceivers()}  # bundled: one transport
+            between, closed = asyncio.Event(), asyncio.Event()
+            ice.on("statechange", lambda: closed.set() if ice.state == "closed" else None)
+            start, starts = ice.start, itertools.count(1)
+
+            async def held_start(parameters: Any) -> None:
+                if next(starts) == 2:  # the connect task reached the second transceiver
+                    between.set()
+                    await closed.wait()
+                await start(parameters)
+
+            ice.start = held_start
+            await answerer.setLocalDescription(await answerer.createAnswer())
+            await offerer.setRemoteDescription(answerer.localDescription)
+            async with asyncio.timeout(30):
+                await between.wait()
+                await close(answerer)
+            await offerer.close()
+            gc.collect()  # a task whose exception nobody retrieved reports it when collected
+        finally:
+            loop.set_exception_handler(None)
+        return reported
+
+    assert await run(plain_close) == ["RTCIceTransport is closed"]
+    assert await run(close_peer_connection) == []

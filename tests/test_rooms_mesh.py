@@ -14,7 +14,7 @@ pytest.importorskip("aiortc")
 
 import auralink
 from auralink.calls.grants import Capability, RoomId, verify
-from auralink.calls.media import read_stamp, stamped_video
+from auralink.calls.media import read_stamp, stamped_video, tone
 from auralink.errors import ConfigError, NotPermitted
 from auralink.mesh import Mesh
 from tests.calls_kit import embedded, needs_candidates
@@ -69,3 +69,42 @@ async def test_the_daemon_signs_grants_for_its_identity(tmp_path: Path) -> None:
             assert grant.expires_at - grant.not_before == 120
     finally:
         daemon.stop()
+
+
+async def test_a_daemon_backed_mesh_joins_a_room_and_receives_video_and_audio(tmp_path: Path) -> None:
+    """Dave's mesh is a client of ``auralink-node up`` (control socket): his room stream and grant go through it."""
+    assert cli(tmp_path / "dave", "init", "--handle", "dave").returncode == 0
+    daemon = Daemon(tmp_path / "dave")
+    try:
+        async with (
+            embedded(tmp_path, "alice") as alice,
+            embedded(tmp_path, "bob") as bob,
+            auralink.connect(tmp_path / "dave", backend="daemon") as dave,
+        ):
+            address = str((await alice.status())["listen"][0])
+            for mesh in (bob, dave):
+                await mesh.dial(alice.identity.aura_id, [address])
+            room = await alice.create_room("townhall")
+            async with (
+                bob.join_room(alice.identity.aura_id, await alice.grant(room, bob.identity.aura_id)) as b,
+                dave.join_room(alice.identity.aura_id, await alice.grant(room, dave.identity.aura_id)) as d,
+            ):
+                await b.publish(stamped_video(fps=15))
+                await b.publish(tone(440.0))
+                video = await d.subscribe(bob.identity.aura_id)
+                audio = await d.subscribe(bob.identity.aura_id, kind="audio")
+                stamps: list[int] = []
+                async with asyncio.timeout(20):
+                    async for frame in video:
+                        if (stamp := read_stamp(frame)) is not None:
+                            stamps.append(stamp.sequence)
+                        if len(stamps) >= 5:
+                            break
+                    async for _ in audio:
+                        if audio.frames_received >= 10:
+                            break
+                assert stamps == sorted(stamps) and len(set(stamps)) == 5
+                assert audio.frames_received >= 10
+                assert set(d.participants) == {bob.identity.aura_id}
+    finally:
+        assert daemon.stop() == 0

@@ -4,23 +4,24 @@ Theory of operation
 -------------------
 A room (:class:`~auralink.calls.grants.RoomId`) belongs to its owner, who signs a
 :class:`~auralink.calls.grants.Grant` for each participant. A node that opts in runs a
-:class:`RoomServer`: it serves ``auralink/room/1`` streams on its mesh, keeps one
+:class:`RoomServer`: it serves ``auralink/room/2`` streams on its mesh, keeps one
 :class:`~auralink.calls.room_state.RoomState` core per room and one aiortc
-``RTCPeerConnection`` per participant, and forwards video between them without decoding
-(:mod:`auralink.calls.sfu`). It hosts the rooms of the owners it is told to trust (its own
+``RTCPeerConnection`` per participant, and forwards video (VP8) and audio (Opus) between them
+without decoding (:mod:`auralink.calls.sfu`). It hosts the rooms of the owners it is told to trust (its own
 identity's rooms always).
 
 A participant enters with ``async with Room(mesh, sfu, grant) as room``:
 
-1. It builds one peer connection with a *publish slot* (a ``sendonly`` VP8 transceiver) and
-   ``slots`` *subscription slots* (``recvonly``), and sends :class:`~auralink.calls.room_messages.Join`
+1. It builds one peer connection (all m-lines bundled on one ICE transport) with two *publish
+   slots* (``sendonly``: VP8 video, then Opus audio), ``slots`` video and ``audio_slots`` audio
+   *subscription slots* (``recvonly``), and sends :class:`~auralink.calls.room_messages.Join`
    with the grant and the SDP offer on a mesh stream to the SFU. Who it is, the SFU reads off the
    mesh connection; the grant must name that identity.
 2. The SFU checks the grant (:meth:`RoomState.join <auralink.calls.room_state.RoomState.join>`),
    answers the offer, and replies :class:`~auralink.calls.room_messages.Welcome`; a refusal is a
    ``Reply`` whose status the participant raises as a :class:`~auralink.errors.GrantError`.
 3. From then on every action is a request checked by the core against the grant:
-   :meth:`Room.publish` (the track starts flowing on the publish slot only once the SFU accepts;
+   :meth:`Room.publish` (a video or an audio track: it starts flowing on its publish slot only once the SFU accepts;
    the SFU forwards a publisher's frames only while the core says it may, so RTP sent without
    the grant reaches nobody), :meth:`Room.subscribe` (the reply names the slot that will carry
    the track, so no SDP renegotiation ever happens), :meth:`Room.send_chat`, :meth:`Room.mute`,
@@ -39,6 +40,13 @@ never falls back to a public STUN server.
 
 Every task belongs to the server's or the room's ``asyncio.TaskGroup``; leaving a room closes
 its peer connection (which joins aiortc's decoder threads) and ends its stream.
+
+Closing a peer connection while aiortc is still connecting it is safe here. aiortc runs the
+connection (ICE, then DTLS, then starting each transceiver) in a task nobody holds; closed
+mid-way, that task raises ``InvalidStateError: RTCIceTransport is closed`` at its next
+transceiver, and asyncio logs "Task exception was never retrieved". :func:`close_peer_connection`
+finds that task before closing and awaits it after, so its exception is retrieved (and logged at
+debug level) instead.
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, overload
 
 from auralink.calls.grants import Capability, Grant, RoomId, decode_grant
 from auralink.calls.ice import IceConfig, checked_configuration, rtc_configuration
@@ -78,6 +86,7 @@ from auralink.calls.room_messages import (
     SlotChanged,
     Status,
     Subscribe,
+    TrackKind,
     Unpublish,
     Unsubscribe,
     Welcome,
@@ -105,12 +114,16 @@ from auralink.mesh import Mesh, Stream
 from auralink.wire import FrameDecoder
 
 if TYPE_CHECKING:
-    from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpTransceiver
-    from av import VideoFrame
+    from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCRtpTransceiver
+    from av import AudioFrame, VideoFrame
 
     from auralink.calls.sfu import ForwardTrack, Publication
 
-__all__ = ["Room", "RoomEvent", "RoomServer", "Subscription"]
+__all__ = ["Kind", "Room", "RoomEvent", "RoomServer", "Subscription", "close_peer_connection"]
+
+Kind = Literal["audio", "video"]
+"""A room track's kind, as aiortc names it."""
+F = TypeVar("F")
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -122,6 +135,12 @@ REQUEST_TIMEOUT = 10.0
 """Seconds a participant waits for the SFU's reply to a request."""
 JOIN_TIMEOUT = 15.0
 """Seconds the SFU waits for a ``Join``, and a participant for its ``Welcome``."""
+CONNECT_GRACE = 5.0
+"""Seconds :func:`close_peer_connection` waits for aiortc's connect task to end after the close."""
+_MIMES: dict[TrackKind, tuple[str, ...]] = {
+    TrackKind.VIDEO: ("video/vp8", "video/rtx"),
+    TrackKind.AUDIO: ("audio/opus",),
+}
 
 
 def _aiortc() -> Any:
@@ -132,12 +151,57 @@ def _aiortc() -> Any:
     return aiortc
 
 
-def _vp8_only(transceiver: RTCRtpTransceiver) -> None:
-    """Forwarding passes VP8 bitstreams through: every video transceiver speaks VP8 (and RTX) only."""
+def _one_codec(transceiver: RTCRtpTransceiver) -> None:
+    """Forwarding passes bitstreams through: video transceivers speak VP8 (and RTX) only, audio Opus only."""
     from aiortc import RTCRtpSender  # noqa: PLC0415
 
-    codecs = RTCRtpSender.getCapabilities("video").codecs
-    transceiver.setCodecPreferences([c for c in codecs if c.mimeType in ("video/VP8", "video/rtx")])
+    kind = TrackKind.of(transceiver.kind)
+    codecs = RTCRtpSender.getCapabilities(kind.label).codecs
+    transceiver.setCodecPreferences([c for c in codecs if c.mimeType.lower() in _MIMES[kind]])
+
+
+def _configuration(ice: IceConfig) -> RTCConfiguration:
+    """Our explicit ICE servers, and every m-line on one transport (a room offer has many)."""
+    from aiortc import RTCBundlePolicy  # noqa: PLC0415
+
+    configuration = checked_configuration(rtc_configuration(ice))
+    configuration.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
+    return configuration
+
+
+def _connect_tasks(pc: RTCPeerConnection) -> list[asyncio.Task[Any]]:
+    """aiortc's pending ``RTCPeerConnection.__connect`` tasks of ``pc`` (it keeps no reference to them)."""
+    found = []
+    for task in asyncio.all_tasks():
+        coro = task.get_coro()
+        frame = getattr(coro, "cr_frame", None)
+        if (
+            getattr(coro, "__qualname__", "") == "RTCPeerConnection.__connect"
+            and frame is not None
+            and frame.f_locals.get("self") is pc
+        ):
+            found.append(task)
+    return found
+
+
+async def close_peer_connection(pc: RTCPeerConnection) -> None:
+    """Close ``pc``, and retrieve what aiortc's connect task raises if the close interrupted it.
+
+    The task is found before the close (a finished coroutine no longer shows its ``self``), awaited
+    at most :data:`CONNECT_GRACE` seconds after, and cancelled if it still runs.
+    """
+    connecting = _connect_tasks(pc)
+    await pc.close()
+    if not connecting:
+        return
+    done, pending = await asyncio.wait(connecting, timeout=CONNECT_GRACE)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
+    for task in done:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.debug("aiortc's connect task ended with the close: %r", exc)
 
 
 async def _read_message(stream: Stream, decoder: FrameDecoder) -> RoomMessage | None:
@@ -166,8 +230,8 @@ class _Session:
     peer: AuraID
     stream: Stream
     pc: RTCPeerConnection | None = None
-    publication: Publication | None = None
-    slots: list[ForwardTrack] = field(default_factory=list)
+    publications: dict[TrackKind, Publication] = field(default_factory=dict)
+    slots: dict[TrackKind, list[ForwardTrack]] = field(default_factory=dict)
     welcomed: bool = False
     backlog: list[RoomMessage] = field(default_factory=list)
     removed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -189,7 +253,7 @@ class _Host:
         self.server = server
         self.state = RoomState(room, server.config)
         self.sessions: dict[AuraID, _Session] = {}
-        self.publications: dict[AuraID, Publication] = {}
+        self.publications: dict[tuple[AuraID, TrackKind], Publication] = {}
         self._timer: asyncio.TimerHandle | None = None
 
     def pump(self) -> None:
@@ -212,18 +276,25 @@ class _Host:
         self.state.handle_timer(self.server.clock())
         self.pump()
 
+    def _slot(self, subscriber: AuraID, kind: TrackKind, slot: int) -> ForwardTrack | None:
+        session = self.sessions.get(subscriber)
+        if session is None:
+            return None
+        tracks = session.slots.get(kind, [])
+        return tracks[slot] if slot < len(tracks) else None
+
     def _apply(self, action: Any) -> None:
         if isinstance(action, StartForwarding):
-            publication = self.publications.get(action.publisher)
-            session = self.sessions.get(action.subscriber)
-            if publication is not None and session is not None and action.slot < len(session.slots):
-                session.slots[action.slot].attach(publication)
+            publication = self.publications.get((action.publisher, action.kind))
+            track = self._slot(action.subscriber, action.kind, action.slot)
+            if publication is not None and track is not None:
+                track.attach(publication)
         elif isinstance(action, StopForwarding):
-            session = self.sessions.get(action.subscriber)
-            if session is not None and action.slot < len(session.slots):
-                session.slots[action.slot].detach()
+            track = self._slot(action.subscriber, action.kind, action.slot)
+            if track is not None:
+                track.detach()
         elif isinstance(action, GateChanged):
-            publication = self.publications.get(action.publisher)
+            publication = self.publications.get((action.publisher, action.kind))
             if publication is not None:
                 publication.open = action.open
                 if action.open:
@@ -242,7 +313,7 @@ class _Host:
 
 
 class RoomServer:
-    """The SFU: serves ``auralink/room/1`` on ``mesh``; ``async with RoomServer(mesh) as server``.
+    """The SFU: serves ``auralink/room/2`` on ``mesh``; ``async with RoomServer(mesh) as server``.
 
     It hosts the rooms of this mesh's own identity and of every AuraID in ``owners``.
     """
@@ -300,12 +371,22 @@ class RoomServer:
         return {room: host.state.participants() for room, host in self._hosts.items()}
 
     def stats(self) -> dict[str, int]:
-        """Counters: ``frames_received`` from publishers and ``frames_forwarded`` to subscription slots."""
-        received = forwarded = 0
+        """Counters of the rooms served now.
+
+        ``frames_received`` (video frames from publishers), ``frames_forwarded`` (to video
+        subscription slots), and ``audio_frames_received`` and ``audio_frames_forwarded`` (Opus
+        packets, 20 ms each, likewise).
+        """
+        counts = dict.fromkeys(("frames_received", "frames_forwarded"), 0)
+        counts |= dict.fromkeys(("audio_frames_received", "audio_frames_forwarded"), 0)
         for host in self._hosts.values():
-            received += sum(p.frames for p in host.publications.values())
-            forwarded += sum(t.forwarded for s in host.sessions.values() for t in s.slots)
-        return {"frames_received": received, "frames_forwarded": forwarded}
+            for (_, kind), publication in host.publications.items():
+                counts[("audio_" if kind is TrackKind.AUDIO else "") + "frames_received"] += publication.frames
+            for session in host.sessions.values():
+                for kind, tracks in session.slots.items():
+                    key = ("audio_" if kind is TrackKind.AUDIO else "") + "frames_forwarded"
+                    counts[key] += sum(t.forwarded for t in tracks)
+        return counts
 
     async def _keyframe_pump(self) -> None:
         while True:
@@ -330,9 +411,9 @@ class RoomServer:
             stream.reset()
             return
         try:
-            host, grant, slots = self._check_join(join)
+            host, grant, (slots, audio_slots) = self._check_join(join)
             session = _Session(peer, stream)
-            others = host.state.join(peer, grant, slots, self.clock())
+            others = host.state.join(peer, grant, slots, self.clock(), audio_slots=audio_slots)
         except RoomError as exc:
             status = exc.status if isinstance(exc, _Refusal) else status_of(exc)
             await self._refuse(stream, status, str(exc))
@@ -368,7 +449,7 @@ class RoomServer:
             await self._close_session(session, host)
             self._forget_if_empty(host.state.room)
 
-    def _check_join(self, join: Join) -> tuple[_Host, Grant, int]:
+    def _check_join(self, join: Join) -> tuple[_Host, Grant, tuple[int, int]]:
         host = self._hosts.get(join.room)
         if host is None and join.room.owner in self.owners:
             host = self._hosts[join.room] = _Host(self, join.room)
@@ -412,35 +493,41 @@ class RoomServer:
         from auralink.calls.sfu import ForwardTrack, Publication  # noqa: PLC0415 - needs aiortc
 
         aiortc = _aiortc()
-        pc: RTCPeerConnection = aiortc.RTCPeerConnection(checked_configuration(rtc_configuration(self.ice)))
+        pc: RTCPeerConnection = aiortc.RTCPeerConnection(_configuration(self.ice))
         session.pc = pc
         await pc.setRemoteDescription(aiortc.RTCSessionDescription(offer, "offer"))
-        publish, *subscriptions = pc.getTransceivers()
-        publication = Publication(publish.receiver, asyncio.get_running_loop().time)
-        publication.bind(self._keyframes)
-        session.publication = host.publications[session.peer] = publication
-        for index, transceiver in enumerate(subscriptions):
-            _vp8_only(transceiver)
-            track = ForwardTrack(index)
+        publish = pc.getTransceivers()[:2]
+        subscriptions = pc.getTransceivers()[2:]
+        for transceiver in publish:
+            kind = TrackKind.of(transceiver.kind)
+            publication = Publication(transceiver.receiver, asyncio.get_running_loop().time, kind.label)
+            publication.bind(self._keyframes)
+            session.publications[kind] = host.publications[session.peer, kind] = publication
+            _one_codec(transceiver)
+        for transceiver in subscriptions:
+            kind = TrackKind.of(transceiver.kind)
+            tracks = session.slots.setdefault(kind, [])
+            track = ForwardTrack(len(tracks), kind.label)
+            _one_codec(transceiver)
             transceiver.direction = "sendonly"
             transceiver.sender.replaceTrack(track)
             track.hook(transceiver.sender)
-            session.slots.append(track)
-        _vp8_only(publish)
+            tracks.append(track)
         await pc.setLocalDescription(await pc.createAnswer())
         sdp: str = pc.localDescription.sdp
         return sdp
 
     async def _close_session(self, session: _Session, host: _Host | None = None) -> None:
-        if session.publication is not None:
-            session.publication.close()
-            if host is not None and host.publications.get(session.peer) is session.publication:
-                del host.publications[session.peer]
-        for track in session.slots:
-            track.detach()
+        for kind, publication in session.publications.items():
+            publication.close()
+            if host is not None and host.publications.get((session.peer, kind)) is publication:
+                del host.publications[session.peer, kind]
+        for tracks in session.slots.values():
+            for track in tracks:
+                track.detach()
         pc, session.pc = session.pc, None
         if pc is not None:
-            await pc.close()
+            await close_peer_connection(pc)
         with contextlib.suppress(ConnectionError_):
             session.stream.write_eof()
 
@@ -453,22 +540,29 @@ class _Refusal(RoomError):
         self.status = status
 
 
-def _check_offer(sdp: str) -> int:
-    """The number of subscription slots in a participant's offer; RoomError unless it is a room offer."""
+def _check_offer(sdp: str) -> tuple[int, int]:
+    """The video and audio subscription slots in a participant's offer; RoomError unless it is a room offer.
+
+    A room offer has a sendonly video m-line (the video publish slot), a sendonly audio m-line
+    (the audio publish slot), then recvonly m-lines, the subscription slots, numbered per kind in
+    the order they come. Video m-lines offer VP8 first, audio m-lines Opus first.
+    """
     from aiortc.sdp import SessionDescription  # noqa: PLC0415
 
     try:
         media = SessionDescription.parse(sdp).media
     except (ValueError, IndexError, KeyError) as exc:
         raise RoomError(f"unreadable SDP offer: {exc}") from exc
-    if not media or media[0].kind != "video" or media[0].direction != "sendonly":
-        raise RoomError("the offer must open with a sendonly video m-line (the publish slot)")
+    if [(m.kind, m.direction) for m in media[:2]] != [("video", "sendonly"), ("audio", "sendonly")]:
+        raise RoomError("the offer must open with sendonly video then sendonly audio m-lines (the publish slots)")
     for m in media:
-        if m.kind != "video" or not m.rtp.codecs or m.rtp.codecs[0].mimeType.lower() != "video/vp8":
-            raise RoomError("every m-line of a room offer is video with VP8 first")
-    if any(m.direction != "recvonly" for m in media[1:]):
-        raise RoomError("subscription slots are recvonly video m-lines")
-    return len(media) - 1
+        first = m.rtp.codecs[0].mimeType.lower() if m.rtp.codecs else None
+        if m.kind not in ("video", "audio") or first != _MIMES[TrackKind.of(m.kind)][0]:
+            raise RoomError("every m-line of a room offer is video with VP8 first or audio with Opus first")
+    if any(m.direction != "recvonly" for m in media[2:]):
+        raise RoomError("subscription slots are recvonly m-lines")
+    video = sum(1 for m in media[2:] if m.kind == "video")
+    return video, len(media) - 2 - video
 
 
 # -- participant -------------------------------------------------------------------------------
@@ -496,11 +590,12 @@ class _PublishTrack:
                 return await source.recv()
 
 
-def _publish_track() -> Any:
+def _publish_track(kind: TrackKind) -> Any:
     aiortc = _aiortc()
+    label = kind.label
 
     class PublishTrack(aiortc.MediaStreamTrack):  # type: ignore[misc, name-defined]
-        kind = "video"
+        kind = label
 
         def __init__(self) -> None:
             super().__init__()
@@ -512,27 +607,44 @@ def _publish_track() -> Any:
     return PublishTrack()
 
 
-class Subscription:
-    """Another participant's video, received on one of our subscription slots."""
+_QUEUE = {"video": 30, "audio": 100}  # frames an iterated subscription holds: 1.5 s of video at 20 fps, 2 s of audio
 
-    def __init__(self, publisher: AuraID, slot: int, on_frame: Callable[[VideoFrame], None] | None) -> None:
+
+class Subscription(Generic[F]):
+    """Another participant's video or audio, received on one of our subscription slots.
+
+    Video arrives as ``av.VideoFrame`` (decoded VP8), audio as ``av.AudioFrame`` (decoded Opus:
+    48 kHz, stereo, signed 16-bit, 20 ms a frame), one track per publisher: the SFU does not mix.
+    """
+
+    def __init__(
+        self, publisher: AuraID, slot: int, on_frame: Callable[[F], None] | None, kind: Kind = "video"
+    ) -> None:
         self.publisher = publisher
         """Whose track."""
+        self.kind: Kind = kind
+        """``"video"`` or ``"audio"``."""
         self.slot = slot
-        """Which subscription slot carries it."""
+        """Which of our subscription slots of its kind carries it."""
         self.frames_received = 0
         """Frames delivered so far."""
+        self.dropped = 0
+        """Frames dropped because the iterator lagged (never with ``on_frame``)."""
         self._on_frame = on_frame
-        self._queue: deque[VideoFrame] = deque(maxlen=30)
+        self._queue: deque[F] = deque()
+        self._limit = _QUEUE[kind]
         self._ready = asyncio.Event()
         self.ended = False
         """True once the publisher stopped, left, or we unsubscribed."""
 
-    def _deliver(self, frame: VideoFrame) -> None:
+    def _deliver(self, frame: F) -> None:
         self.frames_received += 1
         if self._on_frame is not None:
             self._on_frame(frame)
         else:
+            if len(self._queue) >= self._limit:
+                self._queue.popleft()
+                self.dropped += 1
             self._queue.append(frame)
             self._ready.set()
 
@@ -540,11 +652,11 @@ class Subscription:
         self.ended = True
         self._ready.set()
 
-    def __aiter__(self) -> AsyncIterator[VideoFrame]:
+    def __aiter__(self) -> AsyncIterator[F]:
         return self._frames()
 
-    async def _frames(self) -> AsyncIterator[VideoFrame]:
-        """Decoded frames (``av.VideoFrame``) until the subscription ends; the oldest are dropped if you lag."""
+    async def _frames(self) -> AsyncIterator[F]:
+        """Decoded frames until the subscription ends; the oldest are dropped if you lag."""
         while True:
             while not self._queue:
                 if self.ended:
@@ -564,10 +676,13 @@ class Room:
         grant: Grant,
         *,
         slots: int = 8,
+        audio_slots: int = 8,
         ice: IceConfig | None = None,
     ) -> None:
-        if not 0 <= slots <= 64:
-            raise RoomError(f"a participant has 0 to 64 subscription slots, not {slots}")
+        """``slots`` and ``audio_slots``: how many video and audio tracks we can receive at once (0 to 64 each)."""
+        for count in (slots, audio_slots):
+            if not 0 <= count <= 64:
+                raise RoomError(f"a participant has 0 to 64 subscription slots of each kind, not {count}")
         self.mesh = mesh
         """Our mesh."""
         self.sfu = sfu
@@ -580,17 +695,18 @@ class Room:
         """Everybody else in the room, kept up to date from the SFU's notifications."""
         self.capabilities = Capability.NONE
         """What the SFU accepted our grant for."""
-        self._slots = slots
+        self._slots = {TrackKind.VIDEO: slots, TrackKind.AUDIO: audio_slots}
         self._ice = ice or IceConfig()
         self._stream: Stream | None = None
         self._pc: RTCPeerConnection | None = None
-        self._publish: Any = None
+        self._publish: dict[TrackKind, Any] = {}
+        self._published: set[TrackKind] = set()
         self._tasks: asyncio.TaskGroup | None = None
         self._workers: set[asyncio.Task[None]] = set()
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._events: asyncio.Queue[RoomEvent] = asyncio.Queue()
-        self._by_slot: dict[int, Subscription] = {}
+        self._by_slot: dict[tuple[TrackKind, int], Subscription[Any]] = {}
         self._closed: RoomClosed | None = None
         self._done = asyncio.Event()
 
@@ -624,13 +740,14 @@ class Room:
         await self._tasks.__aexit__(None, None, None)
 
     async def _join(self, aiortc: Any) -> None:
-        pc: RTCPeerConnection = aiortc.RTCPeerConnection(checked_configuration(rtc_configuration(self._ice)))
+        pc: RTCPeerConnection = aiortc.RTCPeerConnection(_configuration(self._ice))
         self._pc = pc
-        self._publish = _publish_track()
-        transceivers = [pc.addTransceiver(self._publish, direction="sendonly")]
-        transceivers += [pc.addTransceiver("video", direction="recvonly") for _ in range(self._slots)]
+        self._publish = {kind: _publish_track(kind) for kind in TrackKind}
+        transceivers = [pc.addTransceiver(self._publish[kind], direction="sendonly") for kind in TrackKind]
+        for kind in TrackKind:
+            transceivers += [pc.addTransceiver(kind.label, direction="recvonly") for _ in range(self._slots[kind])]
         for transceiver in transceivers:
-            _vp8_only(transceiver)
+            _one_codec(transceiver)
         await pc.setLocalDescription(await pc.createOffer())
         stream = self._stream = await self.mesh.open_stream(self.sfu, ROOM_PROTOCOL)
         stream.write(CODEC.encode(Join(self.room, self.grant.encode(), pc.localDescription.sdp)))
@@ -650,8 +767,11 @@ class Room:
         self.participants = {info.aura_id: info for info in first.participants}
         await pc.setRemoteDescription(aiortc.RTCSessionDescription(first.sdp, "answer"))
         self._spawn(self._read(stream, decoder))
-        for slot, transceiver in enumerate(transceivers[1:]):
-            self._spawn(self._receive_slot(slot, transceiver.receiver.track))
+        numbered: dict[TrackKind, int] = {}
+        for transceiver in transceivers[2:]:
+            kind = TrackKind.of(transceiver.kind)
+            slot = numbered[kind] = numbered.get(kind, -1) + 1
+            self._spawn(self._receive_slot(kind, slot, transceiver.receiver.track))
 
     def _spawn(self, coro: Any) -> None:
         assert self._tasks is not None
@@ -661,39 +781,73 @@ class Room:
 
     # -- app API -------------------------------------------------------------------------------
     async def publish(self, track: MediaStreamTrack) -> None:
-        """Publish ``track`` (video); raises :class:`~auralink.errors.NotPermitted` without the grant."""
-        await self._request(Publish(next(self._ids)), "publish")
-        self._publish.slot.set(track)
+        """Publish ``track``, video or audio (by its ``kind``): one of each at a time, a new one replaces the old.
 
-    async def unpublish(self) -> None:
-        """Stop publishing."""
-        self._publish.slot.set(None)
-        await self._request(Unpublish(next(self._ids)), "unpublish")
+        Raises :class:`~auralink.errors.NotPermitted` without the ``publish`` grant or while muted.
+        Video is sent as VP8 and audio as Opus, encoded once here; the SFU forwards them as they are.
+        """
+        kind = _track_kind(track.kind)
+        await self._request(Publish(next(self._ids), kind), "publish")
+        self._publish[kind].slot.set(track)
+        self._published.add(kind)
 
-    async def subscribe(self, publisher: AuraID, on_frame: Callable[[VideoFrame], None] | None = None) -> Subscription:
-        """Receive ``publisher``'s video: frames go to ``on_frame``, or iterate the returned subscription."""
-        for subscription in self._by_slot.values():
-            if subscription.publisher == publisher:
+    async def unpublish(self, kind: Kind | None = None) -> None:
+        """Stop publishing our ``kind`` track, or every track we publish."""
+        kinds = [_track_kind(kind)] if kind is not None else sorted(self._published) or [TrackKind.VIDEO]
+        for each in kinds:
+            if each in self._publish:
+                self._publish[each].slot.set(None)
+            self._published.discard(each)
+            await self._request(Unpublish(next(self._ids), each), "unpublish")
+
+    @overload
+    async def subscribe(
+        self,
+        publisher: AuraID,
+        on_frame: Callable[[VideoFrame], None] | None = None,
+        *,
+        kind: Literal["video"] = "video",
+    ) -> Subscription[VideoFrame]: ...
+
+    @overload
+    async def subscribe(
+        self, publisher: AuraID, on_frame: Callable[[AudioFrame], None] | None = None, *, kind: Literal["audio"]
+    ) -> Subscription[AudioFrame]: ...
+
+    async def subscribe(
+        self, publisher: AuraID, on_frame: Callable[[Any], None] | None = None, *, kind: Kind = "video"
+    ) -> Subscription[Any]:
+        """Receive ``publisher``'s ``kind`` track: frames go to ``on_frame``, or iterate the returned subscription.
+
+        Subscribing twice to the same track returns the first subscription. Audio comes one track
+        per publisher (the SFU forwards, it does not mix): subscribe to each speaker you want to hear.
+        """
+        track_kind = _track_kind(kind)
+        for (held, _), subscription in self._by_slot.items():
+            if held is track_kind and subscription.publisher == publisher:
                 return subscription
-        reply = await self._request(Subscribe(next(self._ids), publisher), "subscribe")
-        subscription = Subscription(publisher, reply.slot, on_frame)
-        self._by_slot[reply.slot] = subscription
+        reply = await self._request(Subscribe(next(self._ids), publisher, track_kind), "subscribe")
+        subscription = Subscription[Any](publisher, reply.slot, on_frame, track_kind.label)  # type: ignore[arg-type]
+        self._by_slot[track_kind, reply.slot] = subscription
         return subscription
 
-    async def unsubscribe(self, publisher: AuraID) -> None:
-        """Stop receiving ``publisher``'s video."""
-        await self._request(Unsubscribe(next(self._ids), publisher), "unsubscribe")
-        for slot, subscription in list(self._by_slot.items()):
-            if subscription.publisher == publisher:
-                del self._by_slot[slot]
-                subscription._end()
+    async def unsubscribe(self, publisher: AuraID, kind: Kind | None = None) -> None:
+        """Stop receiving ``publisher``'s ``kind`` track, or all of its tracks we receive."""
+        held = {k for (k, _), s in self._by_slot.items() if s.publisher == publisher}
+        kinds = [_track_kind(kind)] if kind is not None else sorted(held) or [TrackKind.VIDEO]
+        for each in kinds:
+            await self._request(Unsubscribe(next(self._ids), publisher, each), "unsubscribe")
+            for key, subscription in list(self._by_slot.items()):
+                if key[0] is each and subscription.publisher == publisher:
+                    del self._by_slot[key]
+                    subscription._end()
 
     async def send_chat(self, text: str) -> None:
         """Send a chat message to everybody else (needs ``publish_data``)."""
         await self._request(SendChat(next(self._ids), text), "chat")
 
     async def mute(self, target: AuraID, muted: bool = True) -> None:
-        """Mute (or unmute) ``target``'s video for everybody (needs ``admin``)."""
+        """Mute (or unmute) ``target``'s tracks, audio and video, for everybody (needs ``admin``)."""
         await self._request(Mute(next(self._ids), target, muted), "mute")
 
     async def kick(self, target: AuraID, detail: str = "") -> None:
@@ -794,9 +948,10 @@ class Room:
         elif isinstance(message, ChatReceived):
             self._events.put_nowait(message)
         elif isinstance(message, SlotChanged):
-            subscription = self._by_slot.get(message.slot)
+            key = (message.kind, message.slot)
+            subscription = self._by_slot.get(key)
             if subscription is not None and subscription.publisher == message.publisher:
-                del self._by_slot[message.slot]
+                del self._by_slot[key]
                 subscription._end()
         elif isinstance(message, Removed):
             self._events.put_nowait(message)
@@ -810,25 +965,25 @@ class Room:
             )
         return None
 
-    async def _receive_slot(self, slot: int, track: MediaStreamTrack) -> None:
+    async def _receive_slot(self, kind: TrackKind, slot: int, track: MediaStreamTrack) -> None:
         from aiortc.mediastreams import MediaStreamError  # noqa: PLC0415
 
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await track.recv()
-                subscription = self._by_slot.get(slot)
+                subscription = self._by_slot.get((kind, slot))
                 if subscription is not None:
-                    subscription._deliver(frame)  # type: ignore[arg-type]
+                    subscription._deliver(frame)
 
     async def _shutdown(self, reason: RoomClosed) -> None:
         if self._closed is None:
             self._closed = reason
         self._done.set()
-        if self._publish is not None:
-            self._publish.slot.set(None)
+        for publish in self._publish.values():
+            publish.slot.set(None)
         pc, self._pc = self._pc, None
         if pc is not None:
-            await pc.close()
+            await close_peer_connection(pc)
         if self._stream is not None:
             with contextlib.suppress(ConnectionError_):
                 self._stream.write_eof()
@@ -836,3 +991,10 @@ class Room:
             task.cancel()
         for subscription in self._by_slot.values():
             subscription._end()
+
+
+def _track_kind(kind: str) -> TrackKind:
+    try:
+        return TrackKind.of(kind)
+    except ValueError as exc:
+        raise RoomError(str(exc)) from exc

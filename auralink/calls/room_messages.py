@@ -1,4 +1,4 @@
-"""``auralink/room/1``: the wire messages between a room participant and the SFU that serves the room.
+"""``auralink/room/2``: the wire messages between a room participant and the SFU that serves the room.
 
 Theory of operation
 -------------------
@@ -21,10 +21,18 @@ participant                                   SFU
 ```
 
 Media does not travel on this stream: the offer in :class:`Join` sets up one
-``RTCPeerConnection`` between the participant and the SFU with one *publish slot* (the first
-video m-line, sent by the participant) and N *subscription slots* (the other video m-lines,
-sent by the SFU). Which publisher a subscription slot carries is said by :class:`Reply` to a
-:class:`Subscribe` and by :class:`SlotChanged`, so subscribing never renegotiates SDP.
+``RTCPeerConnection`` between the participant and the SFU with two *publish slots* (the first
+m-line, VP8 video, and the second, Opus audio, both sent by the participant), then N video and M
+audio *subscription slots* (the other m-lines, sent by the SFU). A track is named by its
+:class:`TrackKind` and its slot number among the slots of that kind. Which publisher a
+subscription slot carries is said by :class:`Reply` to a :class:`Subscribe` and by
+:class:`SlotChanged`, so subscribing never renegotiates SDP.
+
+Version 2 added audio: :class:`Publish`, :class:`Unpublish`, :class:`Subscribe`,
+:class:`Unsubscribe` and :class:`SlotChanged` end with a :class:`TrackKind` byte, a
+:class:`ParticipantInfo` flags audio publishing (bit 2), and the offer carries the audio publish
+slot. Version 1 peers (video only) are not served: the protocol name changed with the layout, so
+a mismatch fails at the stream's protocol negotiation instead of as a garbled message.
 
 Every request carries a ``request_id`` (a varint the participant picks, never 0: 0 is the
 join's) and gets exactly one :class:`Reply`. A refusal's :class:`Status` names its cause, and
@@ -79,6 +87,7 @@ __all__ = [
     "SlotChanged",
     "Status",
     "Subscribe",
+    "TrackKind",
     "Unpublish",
     "Unsubscribe",
     "Welcome",
@@ -86,7 +95,7 @@ __all__ = [
     "status_of",
 ]
 
-ROOM_PROTOCOL = "auralink/room/1"
+ROOM_PROTOCOL = "auralink/room/2"
 """The mesh stream protocol between a participant and the room's SFU."""
 MAX_CHAT = 4096
 """Largest chat message, in UTF-8 bytes."""
@@ -121,6 +130,28 @@ class Status(enum.IntEnum):
     """This node does not serve that room."""
     UNKNOWN = 255
     """A code this build does not know."""
+
+
+class TrackKind(enum.IntEnum):
+    """What a publish or subscription slot carries."""
+
+    VIDEO = 0
+    """VP8 video."""
+    AUDIO = 1
+    """Opus audio."""
+
+    @property
+    def label(self) -> str:
+        """``"video"`` or ``"audio"``, as aiortc names a track's kind."""
+        return self.name.lower()
+
+    @classmethod
+    def of(cls, kind: str) -> TrackKind:
+        """The kind named ``kind`` (``"video"`` or ``"audio"``); ValueError for anything else."""
+        try:
+            return cls[kind.upper()]
+        except KeyError:
+            raise ValueError(f"a room track is 'audio' or 'video', not {kind!r}") from None
 
 
 class LeaveReason(enum.IntEnum):
@@ -182,6 +213,13 @@ def _pull_bool(buf: Buffer, what: str) -> bool:
     return bool(value)
 
 
+def _pull_kind(buf: Buffer) -> TrackKind:
+    value = buf.pull_uint8()
+    if value not in TrackKind._value2member_map_:
+        raise BufferReadError(f"unknown track kind {value}")
+    return TrackKind(value)
+
+
 def _pull_request_id(buf: Buffer) -> int:
     request_id = buf.pull_varint()
     if request_id == 0:
@@ -200,21 +238,27 @@ class ParticipantInfo:
     publishing: bool = False
     """True while it publishes a video track."""
     muted: bool = False
-    """True while an admin has muted it."""
+    """True while an admin has muted it (all its tracks)."""
+    publishing_audio: bool = False
+    """True while it publishes an audio track."""
+
+    def publishes(self, kind: TrackKind) -> bool:
+        """True while it publishes a track of ``kind``."""
+        return self.publishing_audio if kind is TrackKind.AUDIO else self.publishing
 
     @classmethod
     def pull(cls, buf: Buffer) -> Self:
         aura_id = _pull_aura_id(buf)
         capabilities = Capability(buf.pull_uint8())
         flags = buf.pull_uint8()
-        if flags & ~0x03:
+        if flags & ~0x07:
             raise BufferReadError(f"unknown participant flags {flags:#x}")
-        return cls(aura_id, capabilities, bool(flags & 1), bool(flags & 2))
+        return cls(aura_id, capabilities, bool(flags & 1), bool(flags & 2), bool(flags & 4))
 
     def push(self, buf: Buffer) -> None:
         buf.push_bytes(self.aura_id.public_key)
         buf.push_uint8(int(self.capabilities) & 0xFF)
-        buf.push_uint8(int(self.publishing) | int(self.muted) << 1)
+        buf.push_uint8(int(self.publishing) | int(self.muted) << 1 | int(self.publishing_audio) << 2)
 
 
 # -- participant to SFU ------------------------------------------------------------------------
@@ -222,7 +266,7 @@ class ParticipantInfo:
 
 @dataclass(frozen=True, slots=True)
 class Join:
-    """Enter ``room`` with ``grant``; ``sdp`` offers one publish slot and the subscription slots."""
+    """Enter ``room`` with ``grant``; ``sdp`` offers the two publish slots and the subscription slots."""
 
     TYPE: ClassVar[int] = 1
     room: RoomId
@@ -246,72 +290,84 @@ class Join:
 
 @dataclass(frozen=True, slots=True)
 class Publish:
-    """Start publishing on the publish slot (needs ``publish``)."""
+    """Start publishing on the publish slot of ``kind`` (needs ``publish``)."""
 
     TYPE: ClassVar[int] = 2
     request_id: int
     """Names the :class:`Reply`."""
+    kind: TrackKind = TrackKind.VIDEO
+    """Which publish slot."""
 
     @classmethod
     def pull(cls, buf: Buffer) -> Self:
-        return cls(_pull_request_id(buf))
+        return cls(_pull_request_id(buf), _pull_kind(buf))
 
     def push(self, buf: Buffer) -> None:
         buf.push_varint(self.request_id)
+        buf.push_uint8(int(self.kind))
 
 
 @dataclass(frozen=True, slots=True)
 class Unpublish:
-    """Stop publishing."""
+    """Stop publishing the track of ``kind``."""
 
     TYPE: ClassVar[int] = 3
     request_id: int
     """Names the :class:`Reply`."""
+    kind: TrackKind = TrackKind.VIDEO
+    """Which publish slot."""
 
     @classmethod
     def pull(cls, buf: Buffer) -> Self:
-        return cls(_pull_request_id(buf))
+        return cls(_pull_request_id(buf), _pull_kind(buf))
 
     def push(self, buf: Buffer) -> None:
         buf.push_varint(self.request_id)
+        buf.push_uint8(int(self.kind))
 
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
-    """Receive ``publisher``'s track on a free subscription slot (needs ``subscribe``)."""
+    """Receive ``publisher``'s track of ``kind`` on a free subscription slot of that kind (needs ``subscribe``)."""
 
     TYPE: ClassVar[int] = 4
     request_id: int
     """Names the :class:`Reply`, which carries the slot."""
     publisher: AuraID
     """Whose track."""
+    kind: TrackKind = TrackKind.VIDEO
+    """Which of its tracks."""
 
     @classmethod
     def pull(cls, buf: Buffer) -> Self:
-        return cls(_pull_request_id(buf), _pull_aura_id(buf))
+        return cls(_pull_request_id(buf), _pull_aura_id(buf), _pull_kind(buf))
 
     def push(self, buf: Buffer) -> None:
         buf.push_varint(self.request_id)
         buf.push_bytes(self.publisher.public_key)
+        buf.push_uint8(int(self.kind))
 
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribe:
-    """Stop receiving ``publisher``'s track and free its slot."""
+    """Stop receiving ``publisher``'s track of ``kind`` and free its slot."""
 
     TYPE: ClassVar[int] = 5
     request_id: int
     """Names the :class:`Reply`."""
     publisher: AuraID
     """Whose track."""
+    kind: TrackKind = TrackKind.VIDEO
+    """Which of its tracks."""
 
     @classmethod
     def pull(cls, buf: Buffer) -> Self:
-        return cls(_pull_request_id(buf), _pull_aura_id(buf))
+        return cls(_pull_request_id(buf), _pull_aura_id(buf), _pull_kind(buf))
 
     def push(self, buf: Buffer) -> None:
         buf.push_varint(self.request_id)
         buf.push_bytes(self.publisher.public_key)
+        buf.push_uint8(int(self.kind))
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,7 +391,7 @@ class SendChat:
 
 @dataclass(frozen=True, slots=True)
 class Mute:
-    """Mute or unmute ``target``'s published track (needs ``admin``)."""
+    """Mute or unmute ``target``'s published tracks, audio and video (needs ``admin``)."""
 
     TYPE: ClassVar[int] = 7
     request_id: int
@@ -431,7 +487,7 @@ class Reply:
     status: Status
     """``OK`` or why it was refused."""
     slot: int = NO_SLOT
-    """For an accepted :class:`Subscribe`: the subscription slot (0-based) that carries the track."""
+    """For an accepted :class:`Subscribe`: the subscription slot (0-based, among the slots of its kind)."""
     detail: str = ""
     """A human-readable reason (at most 256 bytes)."""
 
@@ -487,7 +543,7 @@ class ParticipantLeft:
 
 @dataclass(frozen=True, slots=True)
 class ParticipantChanged:
-    """Somebody started or stopped publishing, or was muted or unmuted."""
+    """Somebody started or stopped publishing a track, or was muted or unmuted."""
 
     TYPE: ClassVar[int] = 20
     info: ParticipantInfo
@@ -526,17 +582,20 @@ class SlotChanged:
 
     TYPE: ClassVar[int] = 22
     slot: int
-    """The subscription slot, now free."""
+    """The subscription slot, now free (among the slots of ``kind``)."""
     publisher: AuraID
     """Whose track it carried."""
+    kind: TrackKind = TrackKind.VIDEO
+    """Which kind of slot."""
 
     @classmethod
     def pull(cls, buf: Buffer) -> Self:
-        return cls(buf.pull_uint8(), _pull_aura_id(buf))
+        return cls(buf.pull_uint8(), _pull_aura_id(buf), _pull_kind(buf))
 
     def push(self, buf: Buffer) -> None:
         buf.push_uint8(self.slot)
         buf.push_bytes(self.publisher.public_key)
+        buf.push_uint8(int(self.kind))
 
 
 @dataclass(frozen=True, slots=True)
@@ -584,7 +643,7 @@ RoomMessage = (
     | SlotChanged
     | Removed
 )
-"""Any message of ``auralink/room/1``."""
+"""Any message of ``auralink/room/2``."""
 
 CODEC = MessageCodec(
     ROOM_PROTOCOL,

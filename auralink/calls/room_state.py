@@ -7,7 +7,7 @@ grant, who publishes, who is muted, and which publisher each participant's subsc
 carry. It is driven like aioquic's ``QuicConnection``: the adapter feeds it what happened, each
 time with ``now`` (Unix seconds: grants carry wall-clock times, so this core's clock is the wall
 clock, injected), then drains :meth:`~RoomState.messages_to_send` (``(participant, message)``
-pairs to write on that participant's ``auralink/room/1`` stream) and
+pairs to write on that participant's ``auralink/room/2`` stream) and
 :meth:`~RoomState.next_action` (what the media layer must do), and re-arms one timer at
 :meth:`~RoomState.get_timer` (the earliest grant expiry).
 
@@ -23,10 +23,13 @@ has the capability the request needs (:data:`NEEDS`). A refusal is a :class:`Rep
 participant whose grant expires is removed at the timer with ``GRANT_EXPIRED``.
 
 Media actions (:class:`MediaAction`) tell the adapter what to forward: :class:`StartForwarding`
-(publisher's frames to a subscriber's slot, with a keyframe request upstream), :class:`StopForwarding`,
-:class:`GateChanged` (a publisher's frames are forwarded only while it publishes and is not
-muted, so a participant without ``publish`` that sends RTP anyway reaches nobody) and
-:class:`ParticipantRemoved` (close its peer connection after the last message).
+(publisher's frames to a subscriber's slot, with a keyframe request upstream for video), :class:`StopForwarding`,
+:class:`GateChanged` (a publisher's frames are forwarded only while it publishes that kind of
+track and is not muted, so a participant without ``publish`` that sends RTP anyway reaches
+nobody) and :class:`ParticipantRemoved` (close its peer connection after the last message).
+Every track is one of two kinds (:class:`~auralink.calls.room_messages.TrackKind`): each
+participant has one publish slot and its own subscription slots per kind, and the actions name
+the kind. An admin's mute silences all of a participant's tracks.
 
 Kicked participants are banned from the room until the owner issues them a grant whose
 ``not_before`` is later than the kick: re-presenting the old grant is refused.
@@ -37,7 +40,7 @@ This module is a pure core: no I/O, no clocks.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from auralink.calls.grants import Capability, Grant, RoomId, verify
 from auralink.calls.room_messages import (
@@ -59,6 +62,7 @@ from auralink.calls.room_messages import (
     SlotChanged,
     Status,
     Subscribe,
+    TrackKind,
     Unpublish,
     Unsubscribe,
     status_of,
@@ -110,7 +114,13 @@ class RoomConfig:
     max_participants: int = 16
     """Most participants at once."""
     max_slots: int = 15
-    """Most subscription slots per participant (the rest of its offer's video m-lines are left unused)."""
+    """Most video subscription slots per participant (the rest of its offer's video m-lines are left unused)."""
+    max_audio_slots: int = 15
+    """Most audio subscription slots per participant."""
+
+    def slot_limit(self, kind: TrackKind) -> int:
+        """Most subscription slots of ``kind`` per participant."""
+        return self.max_audio_slots if kind is TrackKind.AUDIO else self.max_slots
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,27 +132,33 @@ class StartForwarding:
     subscriber: AuraID
     """To whom."""
     slot: int
-    """On which of the subscriber's slots."""
+    """On which of the subscriber's slots of ``kind``."""
+    kind: TrackKind = TrackKind.VIDEO
+    """Which track of the publisher, and which kind of slot."""
 
 
 @dataclass(frozen=True, slots=True)
 class StopForwarding:
-    """Stop forwarding anything to ``subscriber``'s slot ``slot``."""
+    """Stop forwarding anything to ``subscriber``'s slot ``slot`` of ``kind``."""
 
     subscriber: AuraID
     """Whose slot."""
     slot: int
     """Which slot."""
+    kind: TrackKind = TrackKind.VIDEO
+    """Which kind of slot."""
 
 
 @dataclass(frozen=True, slots=True)
 class GateChanged:
-    """``publisher``'s frames are now forwarded (``open``) or dropped at the SFU."""
+    """``publisher``'s frames of ``kind`` are now forwarded (``open``) or dropped at the SFU."""
 
     publisher: AuraID
     """Whose frames."""
     open: bool
-    """True while it publishes and is not muted."""
+    """True while it publishes that kind and is not muted."""
+    kind: TrackKind = TrackKind.VIDEO
+    """Which of its tracks."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,12 +178,21 @@ MediaAction = StartForwarding | StopForwarding | GateChanged | ParticipantRemove
 @dataclass(slots=True)
 class _Participant:
     grant: Grant
-    slots: list[AuraID | None]
-    publishing: bool = False
+    slots: dict[TrackKind, list[AuraID | None]]
+    publishing: set[TrackKind] = field(default_factory=set)
     muted: bool = False
 
     def info(self) -> ParticipantInfo:
-        return ParticipantInfo(self.grant.subject, self.grant.capabilities, self.publishing, self.muted)
+        return ParticipantInfo(
+            self.grant.subject,
+            self.grant.capabilities,
+            TrackKind.VIDEO in self.publishing,
+            self.muted,
+            TrackKind.AUDIO in self.publishing,
+        )
+
+    def forwards(self, kind: TrackKind) -> bool:
+        return kind in self.publishing and not self.muted
 
 
 class RoomState:
@@ -196,14 +221,14 @@ class RoomState:
     def __contains__(self, aura_id: object) -> bool:
         return aura_id in self._participants
 
-    def slots(self, participant: AuraID) -> tuple[AuraID | None, ...]:
-        """Which publisher each of ``participant``'s subscription slots carries."""
-        return tuple(self._participants[participant].slots)
+    def slots(self, participant: AuraID, kind: TrackKind = TrackKind.VIDEO) -> tuple[AuraID | None, ...]:
+        """Which publisher each of ``participant``'s subscription slots of ``kind`` carries."""
+        return tuple(self._participants[participant].slots[kind])
 
-    def forwards_from(self, publisher: AuraID) -> bool:
-        """True if ``publisher``'s frames may be forwarded now (it publishes and is not muted)."""
+    def forwards_from(self, publisher: AuraID, kind: TrackKind = TrackKind.VIDEO) -> bool:
+        """True if ``publisher``'s frames of ``kind`` may be forwarded now (it publishes them and is not muted)."""
         p = self._participants.get(publisher)
-        return p is not None and p.publishing and not p.muted
+        return p is not None and p.forwards(kind)
 
     def messages_to_send(self) -> list[tuple[AuraID, RoomMessage]]:
         """Messages to write, each to one participant's stream, in order."""
@@ -220,8 +245,10 @@ class RoomState:
         return min((p.grant.expires_at for p in self._participants.values()), default=None)
 
     # -- inputs ----------------------------------------------------------------------------------
-    def join(self, peer: AuraID, grant: Grant, slots: int, now: float) -> tuple[ParticipantInfo, ...]:
-        """Admit ``peer`` (proven by its connection) with ``grant`` and ``slots`` subscription slots.
+    def join(
+        self, peer: AuraID, grant: Grant, slots: int, now: float, *, audio_slots: int = 0
+    ) -> tuple[ParticipantInfo, ...]:
+        """Admit ``peer`` (proven by its connection) with ``grant``, ``slots`` video and ``audio_slots`` audio slots.
 
         Returns the participants already in the room (for the :class:`Welcome`). Raises the
         :class:`~auralink.errors.GrantError` that refuses the grant, or
@@ -243,7 +270,10 @@ class RoomState:
         if len(self._participants) >= min(self.config.max_participants, MAX_PARTICIPANTS):
             raise RoomError(f"{room} is full ({self.config.max_participants} participants)", room, "join")
         others = self.participants()
-        joined = _Participant(grant, [None] * max(0, min(slots, self.config.max_slots)))
+        counts = {TrackKind.VIDEO: slots, TrackKind.AUDIO: audio_slots}
+        joined = _Participant(
+            grant, {kind: [None] * max(0, min(n, self.config.slot_limit(kind))) for kind, n in counts.items()}
+        )
         self._participants[peer] = joined
         self._broadcast(ParticipantJoined(joined.info()), but=peer)
         return others
@@ -297,51 +327,55 @@ class RoomState:
                 raise NotPermitted(
                     f"{peer.short()} is muted by an admin in {self.room.short()}", self.room.short(), "publish"
                 )
-            if not me.publishing:
-                me.publishing = True
-                self._changed(peer, me)
+            if request.kind not in me.publishing:
+                me.publishing.add(request.kind)
+                self._changed(peer, me, (request.kind,))
         elif isinstance(request, Unpublish):
-            if me.publishing:
-                me.publishing = False
-                self._changed(peer, me)
-                self._release_slots_of(peer)
+            if request.kind in me.publishing:
+                me.publishing.discard(request.kind)
+                self._changed(peer, me, (request.kind,))
+                self._release_slots_of(peer, request.kind)
         elif isinstance(request, Subscribe):
-            return self._subscribe(peer, me, request.publisher)
+            return self._subscribe(peer, me, request.publisher, request.kind)
         elif isinstance(request, Unsubscribe):
-            for slot, publisher in enumerate(me.slots):
+            slots = me.slots[request.kind]
+            for slot, publisher in enumerate(slots):
                 if publisher == request.publisher:
-                    me.slots[slot] = None
-                    self._actions.append(StopForwarding(peer, slot))
+                    slots[slot] = None
+                    self._actions.append(StopForwarding(peer, slot, request.kind))
                     return slot
-            raise _Refused(Status.NOT_FOUND, f"not subscribed to {request.publisher.short()}")
+            raise _Refused(Status.NOT_FOUND, f"not subscribed to {request.publisher.short()}'s {request.kind.label}")
         elif isinstance(request, SendChat):
             self._broadcast(ChatReceived(peer, request.text), but=peer)
         elif isinstance(request, Mute):
             target = self._target(request.target)
             if target.muted != request.muted:
                 target.muted = request.muted
-                self._changed(request.target, target)
+                self._changed(request.target, target, tuple(target.publishing))
         elif isinstance(request, Kick):
             self._target(request.target)
             self._banned[request.target] = now
             self._remove(request.target, LeaveReason.KICKED, by=peer, detail=request.detail)
         return 0xFF
 
-    def _subscribe(self, peer: AuraID, me: _Participant, publisher: AuraID) -> int:
+    def _subscribe(self, peer: AuraID, me: _Participant, publisher: AuraID, kind: TrackKind) -> int:
         if publisher == peer:
             raise _Refused(Status.BAD_REQUEST, "a participant cannot subscribe to itself")
         source = self._participants.get(publisher)
         if source is None:
             raise _Refused(Status.NOT_FOUND, f"{publisher.short()} is not in the room")
-        if not source.publishing:
-            raise _Refused(Status.NOT_FOUND, f"{publisher.short()} does not publish")
-        if publisher in me.slots:
-            return me.slots.index(publisher)
-        if None not in me.slots:
-            raise _Refused(Status.FULL, f"all {len(me.slots)} subscription slots are taken; unsubscribe first")
-        slot = me.slots.index(None)
-        me.slots[slot] = publisher
-        self._actions.append(StartForwarding(publisher, peer, slot))
+        if kind not in source.publishing:
+            raise _Refused(Status.NOT_FOUND, f"{publisher.short()} does not publish {kind.label}")
+        slots = me.slots[kind]
+        if publisher in slots:
+            return slots.index(publisher)
+        if None not in slots:
+            raise _Refused(
+                Status.FULL, f"all {len(slots)} {kind.label} subscription slots are taken; unsubscribe first"
+            )
+        slot = slots.index(None)
+        slots[slot] = publisher
+        self._actions.append(StartForwarding(publisher, peer, slot, kind))
         return slot
 
     def _target(self, target: AuraID) -> _Participant:
@@ -359,17 +393,21 @@ class RoomState:
             if peer != but:
                 self._out.append((peer, message))
 
-    def _changed(self, peer: AuraID, participant: _Participant) -> None:
+    def _changed(self, peer: AuraID, participant: _Participant, kinds: tuple[TrackKind, ...]) -> None:
         self._broadcast(ParticipantChanged(participant.info()))
-        self._actions.append(GateChanged(peer, participant.publishing and not participant.muted))
+        for kind in sorted(kinds):
+            self._actions.append(GateChanged(peer, participant.forwards(kind), kind))
 
-    def _release_slots_of(self, publisher: AuraID) -> None:
+    def _release_slots_of(self, publisher: AuraID, kind: TrackKind | None = None) -> None:
         for peer, participant in self._participants.items():
-            for slot, source in enumerate(participant.slots):
-                if source == publisher:
-                    participant.slots[slot] = None
-                    self._actions.append(StopForwarding(peer, slot))
-                    self._out.append((peer, SlotChanged(slot, publisher)))
+            for slot_kind, slots in participant.slots.items():
+                if kind is not None and slot_kind is not kind:
+                    continue
+                for slot, source in enumerate(slots):
+                    if source == publisher:
+                        slots[slot] = None
+                        self._actions.append(StopForwarding(peer, slot, slot_kind))
+                        self._out.append((peer, SlotChanged(slot, publisher, slot_kind)))
 
     def _remove(
         self, peer: AuraID, reason: LeaveReason, *, by: AuraID | None = None, detail: str = "", notify: bool = True
@@ -379,12 +417,13 @@ class RoomState:
             return
         if reason is not LeaveReason.LEFT and notify:
             self._out.append((peer, Removed(reason, by, detail)))
-        if participant.publishing:
-            self._actions.append(GateChanged(peer, False))
+        for kind in sorted(participant.publishing):
+            self._actions.append(GateChanged(peer, False, kind))
         del self._participants[peer]
-        for slot, source in enumerate(participant.slots):
-            if source is not None:
-                self._actions.append(StopForwarding(peer, slot))
+        for kind, slots in participant.slots.items():
+            for slot, source in enumerate(slots):
+                if source is not None:
+                    self._actions.append(StopForwarding(peer, slot, kind))
         self._release_slots_of(peer)
         self._broadcast(ParticipantLeft(peer, reason))
         self._actions.append(ParticipantRemoved(peer, reason))

@@ -1,10 +1,10 @@
-"""Selective forwarding of encoded VP8 frames through aiortc, without decoding or re-encoding.
+"""Selective forwarding of encoded VP8 and Opus frames through aiortc, without decoding or re-encoding.
 
 Theory of operation
 -------------------
-The SFU holds one ``RTCPeerConnection`` per participant. Each participant sends its video on
-one *publish slot* and receives others' video on its *subscription slots* (see
-:mod:`auralink.calls.room_messages`). Forwarding a publisher to a subscriber means moving frames
+The SFU holds one ``RTCPeerConnection`` per participant. Each participant sends its video and
+its audio on two *publish slots* and receives others' tracks on its *subscription slots* of
+each kind (see :mod:`auralink.calls.room_messages`). Forwarding a publisher to a subscriber means moving frames
 from one connection's ``RTCRtpReceiver`` to another connection's ``RTCRtpSender``. aiortc
 1.16 (pinned below 1.17 in ``pyproject.toml``) lets us do that on encoded frames at both ends:
 
@@ -14,17 +14,28 @@ from one connection's ``RTCRtpReceiver`` to another connection's ``RTCRtpSender`
   ``queue.Queue``, decodes with libvpx and feeds the track. :func:`install_tap` replaces that
   queue attribute (``_RTCRtpReceiver__decoder_queue``) with an :class:`EncodedTap`: the
   event-loop thread's ``put`` hands the encoded frame (the VP8 bitstream of one picture, payload
-  descriptors already stripped, with its 90 kHz RTP timestamp) to our callback instead, and only
+  descriptors already stripped, with its 90 kHz RTP timestamp; or one Opus packet with its
+  48 kHz timestamp) to our callback instead, and only
   the end-of-stream ``None`` goes through to the real queue, so the idle decoder thread still
   exits when the receiver stops. Nothing is ever decoded at the SFU. NACKs, RTX and the jitter
   buffer's reassembly still run, per hop.
 * **Send side: hand the sender packets, not frames.** ``RTCRtpSender._next_encoded_frame``
   calls ``track.recv()``; if it returns an ``av.Packet`` instead of an ``av.Frame`` it calls
   ``encoder.pack(packet)`` (``Vp8Encoder.pack``: packetize with a fresh picture id, convert the
-  pts to the RTP clock) and skips encoding. :class:`ForwardTrack` is such a track: one per
-  subscription slot, yielding the publisher's frames as packets.
+  pts to the RTP clock) and skips encoding; ``OpusEncoder.pack`` does the same for audio.
+  :class:`ForwardTrack` is such a track: one per subscription slot, yielding the publisher's
+  frames as packets.
 
-Keyframes. A subscriber's decoder needs a keyframe first. When a slot starts forwarding (a
+Audio is forwarded per publisher, never mixed: mixing would mean decoding every speaker and
+encoding one mix per listener (a listener must not hear itself), the MCU design this module
+exists to avoid. A subscriber receives one Opus track per publisher it subscribes to, and its
+own decoders turn each into ``av.AudioFrame`` objects; it mixes, or not, as it likes (a
+captioning agent wants them apart anyway, to know who spoke). Opus has no keyframes: a decoder
+can start on any packet (RFC 6716), so an audio slot starts forwarding at once, with no PLI.
+aiortc's audio jitter buffer at the SFU holds four packets (80 ms) before releasing one, which
+is the SFU's share of the audio latency.
+
+Keyframes (video). A subscriber's decoder needs a keyframe first. When a slot starts forwarding (a
 subscribe, a publisher unmuted), and whenever the subscriber's receiver sends a PLI or FIR for
 its slot (caught by hooking the SFU sender's ``_send_keyframe``, which aiortc calls on both), the
 SFU sends a PLI upstream to the publisher on the publish slot's receiver (``_send_rtcp_pli`` with
@@ -62,7 +73,9 @@ from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender
 from auralink.errors import CallsNotInstalled
 
 __all__ = [
+    "AUDIO_TIME_BASE",
     "KEYFRAME_INTERVAL",
+    "VIDEO_TIME_BASE",
     "EncodedTap",
     "ForwardTrack",
     "Publication",
@@ -75,11 +88,14 @@ logger.addHandler(logging.NullHandler())
 
 VIDEO_TIME_BASE = Fraction(1, 90000)
 """The RTP clock of video (RFC 7741 section 4.1: VP8 uses 90 kHz)."""
+AUDIO_TIME_BASE = Fraction(1, 48000)
+"""The RTP clock of Opus (RFC 7587 section 4.1: always 48 kHz)."""
 KEYFRAME_INTERVAL = 0.25
 """Least seconds between two keyframe requests the SFU sends one publisher."""
 SLOT_QUEUE = 30
 """Frames a subscription slot holds before it drops them and waits for a keyframe."""
-_SWITCH_GAP = 3000  # 1/30 s at 90 kHz: the pts step when a slot changes publisher
+_SWITCH_GAP = {"video": 3000, "audio": 960}  # 1/30 s at 90 kHz, 20 ms at 48 kHz: the pts step between publishers
+_TIME_BASE = {"video": VIDEO_TIME_BASE, "audio": AUDIO_TIME_BASE}
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 
 
@@ -122,11 +138,13 @@ def install_tap(receiver: RTCRtpReceiver, on_frame: Callable[[bytes, int], None]
 
 
 class Publication:
-    """One publisher's track at the SFU: its tapped receiver and the slots it is forwarded to."""
+    """One publisher's track (video or audio) at the SFU: its tapped receiver and the slots it is forwarded to."""
 
-    def __init__(self, receiver: RTCRtpReceiver, clock: Callable[[], float]) -> None:
+    def __init__(self, receiver: RTCRtpReceiver, clock: Callable[[], float], kind: str = "video") -> None:
         self.receiver = receiver
         """The publish slot's receiver (tapped)."""
+        self.kind = kind
+        """``"video"`` (VP8) or ``"audio"`` (Opus)."""
         self.open = False
         """True while the room core lets this publisher's frames through."""
         self.sinks: set[ForwardTrack] = set()
@@ -147,14 +165,14 @@ class Publication:
         self.frames += 1
         if not self.open:
             return
-        keyframe = is_vp8_keyframe(data)
+        keyframe = self.kind == "audio" or is_vp8_keyframe(data)
         for sink in tuple(self.sinks):
             sink.push(data, timestamp, keyframe)
 
     def request_keyframe(self) -> None:
-        """Ask the publisher for a keyframe (at most every :data:`KEYFRAME_INTERVAL` seconds)."""
+        """Ask the publisher for a keyframe (video only; at most every :data:`KEYFRAME_INTERVAL` seconds)."""
         now = self._clock()
-        if self._keyframes is None or now - self._last_request < KEYFRAME_INTERVAL:
+        if self.kind != "video" or self._keyframes is None or now - self._last_request < KEYFRAME_INTERVAL:
             return
         self._last_request = now
         self._keyframes.put_nowait(self)
@@ -172,14 +190,15 @@ class Publication:
 
 
 class ForwardTrack(MediaStreamTrack):
-    """One subscription slot at the SFU: an aiortc video track that yields a publisher's encoded frames."""
+    """One subscription slot at the SFU: an aiortc track that yields a publisher's encoded frames."""
 
     kind = "video"
 
-    def __init__(self, slot: int) -> None:
+    def __init__(self, slot: int, kind: str = "video") -> None:
         super().__init__()
+        self.kind = kind
         self.slot = slot
-        """Which of the subscriber's slots this is."""
+        """Which of the subscriber's slots of its kind this is."""
         self.source: Publication | None = None
         """The publication it carries, if any."""
         self.forwarded = 0
@@ -222,13 +241,14 @@ class ForwardTrack(MediaStreamTrack):
                 self.keyframe_wanted()
                 return
             self._want_keyframe = False
-        if len(self._frames) >= SLOT_QUEUE:  # the subscriber's sender fell behind: resync on a keyframe
+        if len(self._frames) >= SLOT_QUEUE:  # the subscriber's sender fell behind
             self._frames.clear()
-            self._want_keyframe = True
-            self.keyframe_wanted()
-            return
+            if self.kind == "video":  # resync on a keyframe; audio just drops the backlog and goes on
+                self._want_keyframe = True
+                self.keyframe_wanted()
+                return
         if self._offset is None:
-            start = 0 if self._last_pts is None else self._last_pts + _SWITCH_GAP
+            start = 0 if self._last_pts is None else self._last_pts + _SWITCH_GAP[self.kind]
             self._offset = start - timestamp
         self._frames.append((data, timestamp + self._offset))
         self._ready.set()
@@ -241,7 +261,7 @@ class ForwardTrack(MediaStreamTrack):
         data, pts = self._frames.popleft()
         packet = av.Packet(data)
         packet.pts = pts
-        packet.time_base = VIDEO_TIME_BASE
+        packet.time_base = _TIME_BASE[self.kind]
         self._last_pts = pts
         self.forwarded += 1
         return packet
