@@ -8,11 +8,14 @@ Two pure cores, no I/O and no clock:
   with a deadline, through a rate-quality model, and falls back to native encoder settings when a
   hint arrives late.
 
-:mod:`auralink.aic.model` loads the rate-quality model trained on aiortc VP8 encodes
+:mod:`auralink.aic.model` loads the rate-quality model trained on aiortc VP8 encodes and VMAF
 (``rate_model.npz``, made by ``benchmarks/aic/train.py``); the engine falls back to the analytic
 placeholder if the file cannot be used. :mod:`auralink.aic.controller` is the aiortc adapter: it
-drives a live sender's VP8 encoder and track; it needs aiortc (the ``calls`` extra), so it is not
-imported here. :mod:`auralink.aic.errors` holds the exception tree.
+drives a live sender's VP8 encoder (bitrate and libvpx options) and track; it and
+:mod:`auralink.aic.rtp` (hint marks in an RTP header extension) need aiortc (the ``calls`` extra),
+so they are not imported here. :mod:`auralink.aic.remote` is the ``auralink/aic/1`` mesh protocol
+(remote hints with a deadline and local fallback). :mod:`auralink.aic.errors` holds the exception
+tree.
 
 numpy is an optional dependency (the ``aic`` extra); importing this package without it says so.
 """

@@ -48,7 +48,7 @@ A :class:`RateQualityModel` says how many bits reach a quality, and what quality
 it also names its quality unit's target per mode (``quality_targets``) and how far to trust it
 (``confidence``, the ceiling of each hint's confidence). By default the engine uses
 :func:`auralink.aic.model.default_rate_model`: the model trained on VP8 encodes and shipped as
-``rate_model.npz`` (PSNR-Y in dB, see :mod:`auralink.aic.model`), or, if that file is missing or
+``rate_model.npz`` (VMAF v0.6.1, see :mod:`auralink.aic.model`), or, if that file is missing or
 corrupt, :class:`AnalyticRateModel`.
 
 :class:`AnalyticRateModel` is a **placeholder**: a hand-written, monotone analytic model with
@@ -194,7 +194,7 @@ class Hint:
     fps: float
     """Frame rate to send, in frames per second."""
     predicted_quality: float
-    """Expected quality, 0..100, in the rate model's unit (PSNR-Y dB for the trained model), at source size and rate."""
+    """Expected quality, 0..100, in the rate model's unit (VMAF for the packaged model), at source size and rate."""
     confidence: float
     """How much to trust ``predicted_quality``, 0..1."""
     issued_at: float
