@@ -7,6 +7,10 @@ an embedded mesh with a :class:`~auralink.calls.room.Room`, each publishing synt
 video at 20 fps and subscribing to every other participant (so the SFU receives N tracks and
 forwards N x (N-1)). Media is aiortc over the host's non-loopback address, host candidates only.
 
+With ``--audio`` (the default runs both ways), every participant also publishes a tone
+(Opus, 50 packets/s) and subscribes to every other participant's audio, so the SFU forwards
+N x (N-1) audio tracks too.
+
 For each N in ``--participants``: join, publish, subscribe, wait for 2 s of frames on every
 subscription, then measure ``--duration`` seconds. Reported per N: the SFU's CPU in cores
 (CPU seconds / wall seconds), that divided by N (``sfu_cpu_per_participant``, in % of one core),
@@ -16,8 +20,8 @@ encoding happens in its process, which the per-track figure shows.
 
 Usage::
 
-    python benchmarks/rooms.py                      # N = 2 and 4, 10 s each
-    python benchmarks/rooms.py --participants 4 --duration 20
+    python benchmarks/rooms.py                      # N = 2 and 4, video only then video + audio, 10 s each
+    python benchmarks/rooms.py --participants 4 --duration 20 --media video+audio
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from av import VideoFrame
 
 import auralink
 from auralink.calls.grants import Capability, Grant, RoomId
+from auralink.calls.media import tone
 from auralink.calls.room import Room, RoomServer
 from auralink.identity import AuraID, Identity
 
@@ -105,12 +110,13 @@ async def serve(home: Path, owner: str) -> None:
         log(json.dumps(server.stats()))
 
 
-async def measure(n: int, duration: float, root: Path) -> dict[str, Any]:
+async def measure(n: int, duration: float, root: Path, audio: bool) -> dict[str, Any]:
     owner = Identity.generate()
-    room_id = RoomId(owner.aura_id, f"bench{n}")
-    init_home(root / f"sfu{n}", "sfu")
+    tag = f"{n}{'a' if audio else 'v'}"
+    room_id = RoomId(owner.aura_id, f"bench{tag}")
+    init_home(root / f"sfu{tag}", "sfu")
     child = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(root / f"sfu{n}"), "--owner", str(owner.aura_id)],
+        [sys.executable, __file__, "--serve", str(root / f"sfu{tag}"), "--owner", str(owner.aura_id)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -122,9 +128,9 @@ async def measure(n: int, duration: float, root: Path) -> dict[str, Any]:
         async with contextlib.AsyncExitStack() as stack:
             meshes = []
             for i in range(n):
-                init_home(root / f"p{n}-{i}", f"p{n}-{i}")
+                init_home(root / f"p{tag}-{i}", f"p{n}-{i}")
                 mesh = await stack.enter_async_context(
-                    auralink.connect(root / f"p{n}-{i}", backend="embedded", listen=["127.0.0.1:0"])
+                    auralink.connect(root / f"p{tag}-{i}", backend="embedded", listen=["127.0.0.1:0"])
                 )
                 await mesh.dial(sfu, [hello["address"]])
                 meshes.append(mesh)
@@ -139,25 +145,36 @@ async def measure(n: int, duration: float, root: Path) -> dict[str, Any]:
                     not_before=now - 5,
                     expires_at=now + 3600,
                 )
-                rooms.append(await stack.enter_async_context(Room(mesh, sfu, grant, slots=n - 1)))
-            for room in rooms:
+                slots = n - 1 if audio else 0
+                rooms.append(await stack.enter_async_context(Room(mesh, sfu, grant, slots=n - 1, audio_slots=slots)))
+            for i, room in enumerate(rooms):
                 await room.publish(SyntheticVideo())
+                if audio:
+                    await room.publish(tone(330.0 + 110.0 * i))
             subscriptions = [
                 await room.subscribe(other.identity.aura_id)
                 for room in rooms
                 for other in meshes
                 if other.identity.aura_id != room.me
             ]
-            drains = [asyncio.create_task(_drain(s)) for s in subscriptions]
+            heard = [
+                await room.subscribe(other.identity.aura_id, kind="audio")
+                for room in rooms
+                for other in meshes
+                if audio and other.identity.aura_id != room.me
+            ]
+            drains = [asyncio.create_task(_drain(s)) for s in [*subscriptions, *heard]]
             loop = asyncio.get_running_loop()
             warm = loop.time() + 60
             while min(s.frames_received for s in subscriptions) < 2 * FPS and loop.time() < warm:
                 await asyncio.sleep(0.2)  # a benchmark's warm-up pacing, not synchronisation
             before = [s.frames_received for s in subscriptions]
+            heard_before = [s.frames_received for s in heard]
             cpu0, wall0 = cpu_seconds(child.pid), time.monotonic()
             await asyncio.sleep(duration)
             cpu1, wall1 = cpu_seconds(child.pid), time.monotonic()
             after = [s.frames_received for s in subscriptions]
+            heard_after = [s.frames_received for s in heard]
             for task in drains:
                 task.cancel()
     finally:
@@ -166,9 +183,17 @@ async def measure(n: int, duration: float, root: Path) -> dict[str, Any]:
     wall = wall1 - wall0
     cores = (cpu1 - cpu0) / wall
     rates = [(b - a) / wall for a, b in zip(before, after, strict=True)]
-    tracks = n * (n - 1)
+    audio_rates = [(b - a) / wall for a, b in zip(heard_before, heard_after, strict=True)]
+    tracks = n * (n - 1) * (2 if audio else 1)
+    extra = {}
+    if audio:
+        extra = {
+            "audio_packets_per_track_min": round(min(audio_rates), 1),
+            "audio_packets_per_track_median": round(statistics.median(audio_rates), 1),
+        }
     return {
         "participants": n,
+        "media": "video+audio" if audio else "video",
         "forwarded_tracks": tracks,
         "seconds": round(wall, 2),
         "sfu_cpu_cores": round(cores, 4),
@@ -177,6 +202,7 @@ async def measure(n: int, duration: float, root: Path) -> dict[str, Any]:
         "forwarded_fps_total": round(sum(rates), 1),
         "fps_per_track_min": round(min(rates), 1),
         "fps_per_track_median": round(statistics.median(rates), 1),
+        **extra,
     }
 
 
@@ -188,10 +214,11 @@ async def _drain(subscription: Any) -> None:
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         runs = []
-        for n in args.participants:
-            log(f"{n} participants, {args.duration} s ...")
-            runs.append(await measure(n, args.duration, Path(tmp)))
-            log(json.dumps(runs[-1]))
+        for media in args.media:
+            for n in args.participants:
+                log(f"{n} participants, {media}, {args.duration} s ...")
+                runs.append(await measure(n, args.duration, Path(tmp), media == "video+audio"))
+                log(json.dumps(runs[-1]))
     print(
         json.dumps(
             {
@@ -199,7 +226,8 @@ async def main(args: argparse.Namespace) -> None:
                 "date": datetime.date.today().isoformat(),
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                 "video": {"width": 320, "height": 240, "fps": FPS, "codec": "VP8"},
-                "forwarding": "encoded VP8 frames (no decode, no re-encode at the SFU)",
+                "audio": {"codec": "Opus", "packet_ms": 20, "source": "a sine tone per participant"},
+                "forwarding": "encoded VP8 frames and Opus packets (no decode, no re-encode, no mixing at the SFU)",
                 "runs": runs,
             },
             indent=2,
@@ -211,6 +239,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--participants", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--media", nargs="+", choices=["video", "video+audio"], default=["video", "video+audio"])
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--owner", help=argparse.SUPPRESS)
     arguments = parser.parse_args()

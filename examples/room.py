@@ -3,8 +3,9 @@
     python examples/room.py --seconds 5
 
 The room's owner is a bare identity that only signs grants. Every participant publishes moving
-test video (320x240, 15 fps) and subscribes to the three others; the script prints one JSON line
-with the frames each participant received per track, and a chat message. Needs the ``calls``
+test video (320x240, 15 fps) and a tone of its own pitch, and subscribes to the three others'
+video and audio; the script prints one JSON line with the video frames and audio frames (20 ms
+each) each participant received per publisher, and a chat message. Needs the ``calls``
 extra and a non-loopback address on this machine (aioice never offers 127.0.0.1).
 """
 
@@ -26,6 +27,7 @@ from av import VideoFrame
 
 import auralink
 from auralink.calls.grants import Capability, Grant, RoomId
+from auralink.calls.media import tone
 from auralink.calls.room import Room, RoomServer
 from auralink.identity import Identity
 
@@ -71,13 +73,20 @@ async def main(seconds: float) -> None:
                     owner, room, mesh.identity.aura_id, Capability.participant(), not_before=now, expires_at=now + 600
                 )
                 rooms.append(await stack.enter_async_context(Room(mesh, sfu.identity.aura_id, grant, slots=3)))
-            for r in rooms:
+            for i, r in enumerate(rooms):
                 await r.publish(TestVideo())
+                await r.publish(tone(330.0 + 110.0 * i))
             subscriptions = {
                 (r.mesh.identity.handle, p.identity.handle): await r.subscribe(p.identity.aura_id, lambda _: None)
                 for r in rooms
                 for p in people
                 if p is not r.mesh
+            }
+            heard = {
+                pair: await r.subscribe(p.identity.aura_id, lambda _: None, kind="audio")
+                for r in rooms
+                for p in people
+                if p is not r.mesh and (pair := (r.mesh.identity.handle, p.identity.handle))
             }
             await rooms[0].send_chat("hello from ann")
             await asyncio.sleep(seconds)
@@ -85,7 +94,17 @@ async def main(seconds: float) -> None:
             while not hasattr(chat, "text"):
                 chat = await rooms[1].next_event()
             received = {f"{a} <- {b}": s.frames_received for (a, b), s in subscriptions.items()}
-            print(json.dumps({"seconds": seconds, "frames_received": received, "ben_heard": chat.text}))
+            audio = {f"{a} <- {b}": s.frames_received for (a, b), s in heard.items()}
+            print(
+                json.dumps(
+                    {
+                        "seconds": seconds,
+                        "frames_received": received,
+                        "audio_frames_received": audio,
+                        "ben_heard": chat.text,
+                    }
+                )
+            )
 
 
 if __name__ == "__main__":
