@@ -156,7 +156,9 @@ def test_one_utterance_is_cut_at_its_edges_and_the_end_is_timed_on_the_callers_c
 
 
 def test_pauses_shorter_than_the_hangover_do_not_split_but_longer_ones_do() -> None:
-    short = pcm(noise(0.5, QUIET, 1), vowel(0.5, LOUD), noise(0.3, QUIET, 2), vowel(0.5, LOUD), noise(1, QUIET, 3))
+    hangover = VadConfig().hangover_seconds
+    pause = hangover - 0.1
+    short = pcm(noise(0.5, QUIET, 1), vowel(0.5, LOUD), noise(pause, QUIET, 2), vowel(0.5, LOUD), noise(1, QUIET, 3))
     assert [r for *_, r in bounds(feed_all(Endpointer(), short))] == ["silence"]
     long = pcm(noise(0.5, QUIET, 1), vowel(0.5, LOUD), noise(0.6, QUIET, 2), vowel(0.5, LOUD), noise(1, QUIET, 3))
     cut = bounds(feed_all(Endpointer(), long))
@@ -376,7 +378,8 @@ async def test_final_captions_report_their_latency_behind_the_end_of_speech() ->
     finals = [e for e in events if isinstance(e, CaptionFinalised)]
     assert [f.text for f in finals] == MEETING[:2]
     # the scripted recogniser takes no time, so the latency is the hangover, on the injected clock
-    assert [f.latency for f in finals] == pytest.approx([0.4, 0.4], abs=0.021)
+    hangover = AgentConfig().vad.hangover_seconds
+    assert [f.latency for f in finals] == pytest.approx([hangover, hangover], abs=0.021)
     assert [round(f.start, 2) for f in finals] == [0.5, 1.9]
     drafts = [e for e in events if isinstance(e, CaptionDrafted)]
     assert drafts and all(d.utterance in (0, 1) for d in drafts)
@@ -507,7 +510,8 @@ async def test_memories_are_written_with_session_speaker_and_time(tmp_path: Path
             assert memory.provenance.speaker == "@alice"
             assert memory.provenance.at == pytest.approx(event.said_at)
         decision = next(e for e in remembered if e.kind == "decision")
-        assert decision.said_at == pytest.approx(WALL - 0.4, abs=0.021)  # when it was said, not when written
+        hangover = AgentConfig().vad.hangover_seconds
+        assert decision.said_at == pytest.approx(WALL - hangover, abs=0.021)  # when it was said, not when written
         # a later session answers from memory, and says where the memory came from
         later = Agent(AgentConfig(session_id="retro", owner=OWNER), recognizer=ScriptedRecognizer([]), memory=store)
         answer = await later.ask("Which dashboard theme does alice prefer?")

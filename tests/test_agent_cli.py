@@ -1,4 +1,4 @@
-"""``auralink-node caption`` and ``auralink-node agent run``: real commands, real audio, no daemon.
+"""``auralink-node caption`` and ``auralink-node agent run``: real commands, real audio; calls and rooms on loopback.
 
 The speech is Debian's ``pocketsphinx-testdata`` clip 0930 (never 0880, which is reserved for
 independent checks); the LLM, where one is used, is an OpenAI-compatible server on loopback.
@@ -13,17 +13,25 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from auralink.agents.speech import word_errors
-from auralink.identity import Identity
+from auralink.agents.speech import PcmAudio, read_wav, word_errors, write_wav
+from auralink.calls.grants import Capability
+from auralink.calls.media import FileSource
+from auralink.calls.room_messages import ChatReceived
+from auralink.identity import AuraID, Identity
 from auralink_node.cli import main
+from tests.calls_kit import embedded, needs_candidates
+from tests.daemons import cli
 from tests.provider_servers import LoopbackServer, OpenAIApp
 
 CLIP = Path("/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0930.wav")
 REFERENCE = "he might even have been made amiable himself"
 CLIP_WER_LIMIT = 0.65  # tests/test_agent.py's COLD_CLIP_WER_LIMIT: one clip, a fresh decoder (measured 0.5)
+needs_calls = pytest.mark.skipif(importlib.util.find_spec("aiortc") is None, reason="pip install 'auralink[calls]'")
+ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
 
 pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("pocketsphinx") is None, reason="pip install 'auralink[agents]'"),
@@ -120,8 +128,129 @@ def test_agent_run_with_an_llm_and_memory(capsys: pytest.CaptureFixture[str], tm
     assert any('"Remembered"' in line for line in out.splitlines())
 
 
-def test_agent_run_refuses_a_room_until_rooms_land_and_needs_audio(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "agent", "run", "--room", "standup")
-    assert code == 1 and "cannot join rooms yet" in err and "--input" in err
+def test_agent_run_needs_one_mode_and_its_own_options(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "agent", "run")
-    assert code == 1 and "needs audio" in err
+    assert code == 1 and "needs audio" in err and "--answer" in err
+    code, _, err = run(capsys, "agent", "run", "--room", "standup")
+    assert code == 1 and "--room needs --sfu" in err
+    code, _, err = run(capsys, "agent", "run", "--answer", "--input", str(CLIP))
+    assert code == 1 and "one of --input, --answer or --room" in err
+    code, _, err = run(capsys, "agent", "run", "--input", str(CLIP), "--count", "2")
+    assert code == 1 and "--count goes with --answer" in err
+    code, _, err = run(capsys, "agent", "run", "--answer", "--ask", "why")
+    assert code == 1 and "ask on the data channel" in err
+    code, _, err = run(capsys, "agent", "run", "--room", "r", "--sfu", "x", "--grant", "zz")
+    assert code == 1 and "--grant: not a grant in hex" in err
+
+
+def speech_wav(path: Path) -> Path:
+    """Clip 0930 between silences, as a caller would say it."""
+    silence = b"\0" * 16000  # 0.5 s
+    audio = read_wav(CLIP.read_bytes())
+    path.write_bytes(write_wav(PcmAudio(silence + audio.samples + silence * 3, audio.sample_rate)))
+    return path
+
+
+async def read_json_line(stream: asyncio.StreamReader, timeout: float = 60.0) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        line = await stream.readline()
+    assert line, "the agent process ended early"
+    message: dict[str, Any] = json.loads(line)
+    return message
+
+
+@needs_calls
+@needs_candidates
+async def test_agent_run_answer_captions_a_call_and_answers_on_its_data_channel(tmp_path: Path) -> None:
+    home = tmp_path / "cohost"
+    assert cli(home, "init", "--handle", "cohost").returncode == 0
+    agent = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "auralink_node.cli", "--home", str(home),
+        "agent", "run", "--answer", "--count", "1", "--listen", "127.0.0.1:0", "--speaker", "ann",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
+    )  # fmt: skip
+    assert agent.stdout is not None and agent.stderr is not None
+    try:
+        ready = await read_json_line(agent.stdout)
+        assert ready["type"] == "AgentReady" and ready["listen"]
+        async with embedded(tmp_path, "alice") as alice:
+            await alice.dial(ready["agent"], ready["listen"])
+            source = FileSource(speech_wav(tmp_path / "said.wav"))
+            assert source.audio is not None
+            async with asyncio.timeout(30):
+                call = await alice.call(ready["agent"], audio=source.audio, data=True)
+            said: list[dict[str, Any]] = []
+            async with asyncio.timeout(40):
+                while not said or said[-1]["type"] != "CaptionFinalised":
+                    said.append(json.loads(await call.receive()))
+            call.send("/ask what might he have been made")
+            async with asyncio.timeout(30):
+                while said[-1]["type"] != "Answered":
+                    said.append(json.loads(await call.receive()))
+            await call.hangup()
+        async with asyncio.timeout(60):
+            out, err = await agent.communicate()
+    finally:
+        if agent.returncode is None:
+            agent.kill()
+            await agent.wait()
+    assert agent.returncode == 0, err.decode()
+    assert b"served 1 call(s)" in err
+    lines = [json.loads(line) for line in out.decode().splitlines()]
+    assert lines[0]["type"] == "CallAnswered" and lines[0]["peer"] == str(alice.identity.aura_id)
+    call_id = lines[0]["call"]
+    assert all(line["call"] == call_id for line in lines)
+    (final,) = [line for line in lines if line["type"] == "CaptionFinalised"]
+    assert final["speaker"] == "ann" and word_errors(REFERENCE, final["text"]).wer < CLIP_WER_LIMIT
+    answered = next(line for line in lines if line["type"] == "Answered")
+    assert answered["found"] and answered["sources"][0]["text"] == final["text"]
+    assert lines[-1]["type"] == "Summarised" and lines[-1]["highlights"] == [final["text"]]  # at hang-up
+    assert said[0]["type"] == "AgentJoined"
+
+
+@needs_calls
+@needs_candidates
+async def test_agent_run_room_answers_questions_in_the_rooms_chat(tmp_path: Path) -> None:
+    home = tmp_path / "cohost"
+    done = cli(home, "init", "--handle", "cohost", "--json")
+    assert done.returncode == 0, done.stderr
+    cohost = json.loads(done.stdout)["aura_id"]
+    async with embedded(tmp_path, "owner") as owner, embedded(tmp_path, "bob") as bob:
+        address = str((await owner.status())["listen"][0])
+        await bob.dial(owner.identity.aura_id, [address])
+        room = await owner.create_room("standup")
+        agent_grant = await owner.grant(room, cohost, ttl=120)
+        agent = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "auralink_node.cli", "--home", str(home),
+            "agent", "run", "--room", "standup", "--sfu", str(owner.identity.aura_id),
+            "--grant", agent_grant.encode().hex(), "--addr", address, "--listen", "127.0.0.1:0",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
+        )  # fmt: skip
+        assert agent.stdout is not None
+        try:
+            ready = await read_json_line(agent.stdout)
+            assert (ready["type"], ready["agent"], ready["captions"]) == ("AgentReady", cohost, False)
+            bob_grant = await owner.grant(room, bob.identity.aura_id, Capability.participant() | Capability.ADMIN)
+            async with bob.join_room(owner.identity.aura_id, bob_grant) as joined:
+                await joined.send_chat("We decided to ship the beta on Tuesday.")
+                await joined.send_chat("/ask when do we ship the beta?")
+                async with asyncio.timeout(30):
+                    while True:
+                        event = await joined.next_event()
+                        if isinstance(event, ChatReceived) and str(event.sender) == cohost:
+                            break
+                assert "Tuesday" in event.text
+                await joined.kick(AuraID.parse(cohost), "meeting over")
+            async with asyncio.timeout(60):
+                out, err = await agent.communicate()
+        finally:
+            if agent.returncode is None:
+                agent.kill()
+                await agent.wait()
+    assert agent.returncode == 0, err.decode()
+    assert b"does not hear a room's audio yet" in err
+    lines = [json.loads(line) for line in out.decode().splitlines()]
+    assert all(line["room"] == "standup" for line in lines)
+    answered = next(line for line in lines if line["type"] == "Answered")
+    assert answered["asker"] == str(bob.identity.aura_id) and answered["found"]
+    assert lines[-1]["type"] == "Summarised" and lines[-1]["decisions"] == ["We decided to ship the beta on Tuesday."]

@@ -236,6 +236,10 @@ def test_requests_are_parsed_from_json_or_plain_text() -> None:
     assert parse_request('{"type": "summarize"}') == SummaryRequest()
     assert parse_request("  plain words  ") == ChatNote("plain words")
     assert parse_request("42") == ChatNote("42")  # only a '{' makes a JSON request
+    assert parse_request("/ask  when do we ship? ") == Question("when do we ship?")
+    assert parse_request("/summary") == SummaryRequest()
+    assert parse_request("/summary please") == ChatNote("/summary please")
+    assert parse_request("/shrug") == ChatNote("/shrug")
 
 
 @pytest.mark.parametrize(
@@ -252,6 +256,7 @@ def test_requests_are_parsed_from_json_or_plain_text() -> None:
         ("x" * (MAX_TEXT_CHARS + 1), "characters, over the limit"),
         (b"\xc3", "UTF-8"),
         ('{"type": ["ask"]}', "unknown request type"),
+        ("/ask   ", "non-empty"),
         ("{" * 5000, "JSON object"),
     ],
 )

@@ -116,6 +116,8 @@ class AgentConfig:
     """Voice activity detection and endpointing."""
     partial_seconds: float = 0.2
     """Audio decoded per step while an utterance is spoken (one draft caption each)."""
+    tail_seconds: float = 0.1
+    """Unvoiced audio after the last voiced frame decoded with an utterance; the rest of the hangover is not."""
     rules: tuple[ModerationRule, ...] = DEFAULT_RULES
     """Moderation rules."""
     llm_moderation: bool = True
@@ -136,6 +138,8 @@ class AgentConfig:
             raise ConfigError("AgentConfig: session_id, speaker and name must not be empty", "agent")
         if not 0 < self.partial_seconds <= 5:
             raise ConfigError("AgentConfig.partial_seconds must be in (0, 5]", "partial_seconds")
+        if not 0 <= self.tail_seconds <= 1:
+            raise ConfigError("AgentConfig.tail_seconds must be in [0, 1]", "tail_seconds")
         if not self.llm_timeout > 0:
             raise ConfigError("AgentConfig.llm_timeout must be positive", "llm_timeout")
         if not 1 <= self.recall_limit <= 50:
@@ -152,6 +156,7 @@ class _Utterance:
     audio_start: float
     rate: int
     pending: bytearray = field(default_factory=bytearray)
+    tail: bytearray = field(default_factory=bytearray)
     draft: str = ""
     broken: bool = False
 
@@ -208,6 +213,11 @@ class Agent:
     # -- what it knows -------------------------------------------------------------------------
 
     @property
+    def clock(self) -> Callable[[], float]:
+        """The agent's monotonic clock (stamp :class:`~auralink.agents.captions.ArrivedFrame` with it)."""
+        return self._clock
+
+    @property
     def llm_configured(self) -> bool:
         """True if a router and tenant are set and the tenant's chat chain has not proved empty."""
         return self._router is not None and not self._chat_missing
@@ -239,8 +249,10 @@ class Agent:
     async def run(self, audio: AsyncIterable[object], *, speaker: str | None = None) -> Summarised | None:
         """Hear ``audio`` to its end; the end-of-session summary (None if ``summarise_at_end`` is off).
 
-        Items are :class:`~auralink.agents.captions.PcmFrame` or ``av.AudioFrame``; a
-        PcmFrame's own speaker wins over ``speaker``, which wins over ``config.speaker``.
+        Items are :class:`~auralink.agents.captions.PcmFrame` or ``av.AudioFrame``, either
+        optionally wrapped in an :class:`~auralink.agents.captions.ArrivedFrame` (timed by its
+        arrival, else when read); a PcmFrame's own speaker wins over ``speaker``, which wins
+        over ``config.speaker``.
         """
         converter = FrameConverter()
         endpointer = Endpointer(self.config.vad)
@@ -252,7 +264,8 @@ class Agent:
             try:
                 async for item in frames:
                     for frame in converter.convert(item):
-                        events = endpointer.feed(frame.samples, frame.sample_rate, self._clock())
+                        arrived = self._clock() if frame.arrived is None else frame.arrived
+                        events = endpointer.feed(frame.samples, frame.sample_rate, arrived)
                         for event in events:
                             await self._on_vad(event, frame.speaker or default, frame.sample_rate)
                 for event in endpointer.flush(self._clock()):
@@ -311,8 +324,16 @@ class Agent:
         if utterance is None or utterance.number != event.utterance:
             return
         if isinstance(event, SpeechExtended):
-            utterance.pending += event.samples
-            if len(utterance.pending) >= self.config.partial_seconds * utterance.rate * 2:
+            if event.voiced:
+                utterance.pending += utterance.tail  # a pause between words: decoded with them
+                utterance.tail.clear()
+                utterance.pending += event.samples
+                if len(utterance.pending) >= self.config.partial_seconds * utterance.rate * 2:
+                    await self._decode(utterance)
+                return
+            paused = not utterance.tail
+            utterance.tail += event.samples  # held until speech resumes; only its start is decoded if it ends
+            if paused and utterance.pending:  # the speaker paused, maybe stopped: decode what was said, now
                 await self._decode(utterance)
             return
         await self._finish(utterance, event)
@@ -334,6 +355,8 @@ class Agent:
         self._utterance = None
         if utterance.broken:
             return
+        utterance.pending += utterance.tail[: round(self.config.tail_seconds * utterance.rate) * 2]
+        utterance.tail.clear()
         try:
             if utterance.pending:
                 await self.recognizer.feed(bytes(utterance.pending))

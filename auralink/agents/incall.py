@@ -11,14 +11,15 @@ the agent, which knows nothing of calls::
         await serve_calls(mesh, lambda call: Agent(AgentConfig(session_id=call.call_id)))
 
 **Audio in.** The peer's audio track (``await call.track("audio")``: 48 kHz ``av.AudioFrame``
-after aiortc's Opus decoder) is the agent's input, read through
-:meth:`~auralink.calls.media.RemoteTrack.frames` with a queue of
-:attr:`SessionConfig.audio_queue` frames, so a recogniser that falls behind for a moment loses
-nothing. The audio "ends" when the call ends, not when the peer goes quiet: the agent then
-flushes the open utterance and, with :attr:`~auralink.agents.AgentConfig.summarise_at_end`
-(the default), summarises the call. That summary is the return value of :meth:`CallAgentSession.run`;
-the data channel is closed by then, so a peer that wants the summary asks for it before hanging
-up (``{"type": "summarise"}``).
+after aiortc's Opus decoder) is the agent's input. A frame callback stamps each frame with the
+agent's clock as the call delivers it (:class:`~auralink.agents.captions.ArrivedFrame`), so the
+caption latency counts the time audio waited while the agent decoded, and a queue of
+:attr:`SessionConfig.audio_queue` frames lets a recogniser fall behind for a moment and lose
+nothing. The audio "ends" when the call ends (and the requests already received are served), not
+when the peer goes quiet: the agent then flushes the open utterance and, with
+:attr:`~auralink.agents.AgentConfig.summarise_at_end` (the default), summarises the call. That
+summary is the return value of :meth:`CallAgentSession.run`; the data channel is closed by then,
+so a peer that wants the summary asks for it before hanging up (``{"type": "summarise"}``).
 
 **Data out.** Each event of the agent whose type is in :attr:`SessionConfig.post` is posted on the
 call's data channel as one JSON text message, :func:`~auralink.agents.events.event_to_json`'s
@@ -31,7 +32,8 @@ accepts) and ``Rejected`` for a request it could not take. A message over
 **Data in.** Every data-channel message is a request, parsed by :func:`parse_request` (pure, with
 a property test): a text that starts with ``{`` is a JSON object, ``{"type": "ask", "text": ...}``
 (a :class:`Question`), ``{"type": "chat", "text": ...}`` (a :class:`ChatNote`) or
-``{"type": "summarise"}`` (a :class:`SummaryRequest`); any other text is a chat note. Chat notes go
+``{"type": "summarise"}`` (a :class:`SummaryRequest`); for people typing, ``/ask TEXT`` and
+``/summary`` do the same; any other text is a chat note. Chat notes go
 to :meth:`Agent.note <auralink.agents.agent.Agent.note>` (moderated, remembered, and part of the
 transcript that answers and summaries use). A malformed request is the peer's fault: it is
 answered with ``Rejected`` and never raised into the app. Requests are served one at a time, in
@@ -62,7 +64,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from auralink.agents.agent import Agent
-from auralink.agents.captions import AGENT_SAMPLE_RATE
+from auralink.agents.captions import AGENT_SAMPLE_RATE, ArrivedFrame
 from auralink.agents.events import AgentEvent, Degraded, Spoke, Summarised, event_to_json
 from auralink.agents.providers.types import SpeechAudio
 from auralink.agents.speech.audio import WAV_CONTENT_TYPES, read_wav
@@ -85,6 +87,7 @@ __all__ = [
     "ChatNote",
     "Question",
     "Request",
+    "RoomAgentSession",
     "SessionConfig",
     "SummaryRequest",
     "parse_request",
@@ -154,7 +157,8 @@ def parse_request(message: bytes | str) -> Request:
     """Decode one data-channel message; :class:`~auralink.errors.RemoteProtocolError` if it is not a request.
 
     Bytes must be UTF-8. A text starting with ``{`` must be a JSON object with a known
-    ``type`` (``ask``, ``chat``, ``summarise``/``summarize``); any other non-empty text is a
+    ``type`` (``ask``, ``chat``, ``summarise``/``summarize``); for people typing, ``/ask TEXT``
+    is a question and ``/summary`` a summary request; any other non-empty text is a
     :class:`ChatNote`. Texts are stripped and at most :data:`MAX_TEXT_CHARS` long.
     """
     if isinstance(message, bytes | bytearray | memoryview):
@@ -170,6 +174,12 @@ def parse_request(message: bytes | str) -> Request:
     if len(message.encode("utf-8", "surrogatepass")) > MAX_REQUEST_BYTES:
         raise RemoteProtocolError(f"request over the limit of {MAX_REQUEST_BYTES} bytes")
     stripped = message.strip()
+    if stripped.startswith("/"):
+        command, _, rest = stripped.partition(" ")
+        if command == "/ask":
+            return Question(_text(rest, "ask"))
+        if command in ("/summary", "/summarise", "/summarize") and not rest.strip():
+            return SummaryRequest()
     if not stripped.startswith("{"):
         return ChatNote(_text(stripped, "chat"))
     try:
@@ -282,8 +292,11 @@ class CallAgentSession:
         """Messages posted on the data channel so far."""
         self.rejected = 0
         """Requests refused so far."""
+        self.dropped = 0
+        """Received audio frames dropped because the agent fell :attr:`SessionConfig.audio_queue` behind."""
         self._voice = voice
         self._speech: asyncio.Queue[Spoke] = asyncio.Queue()
+        self._served = asyncio.Event()
         self._pts = 0
 
     def __repr__(self) -> str:
@@ -329,19 +342,52 @@ class CallAgentSession:
             with contextlib.suppress(AuralinkError):  # a missing engine degrades in the agent itself
                 await warm_up(AGENT_SAMPLE_RATE)
 
-    async def _audio(self) -> AsyncIterator[Any]:
-        """The peer's audio frames; ends when the call ends (not when the peer goes quiet)."""
+    async def _audio(self) -> AsyncIterator[ArrivedFrame]:
+        """The peer's audio frames, stamped as the call delivers them; ends when the call ends.
+
+        A frame callback (not :meth:`~auralink.calls.media.RemoteTrack.frames`) stamps each frame
+        with the agent's clock on arrival, so a frame that waits while the agent decodes is
+        still timed when it was heard. At most :attr:`SessionConfig.audio_queue` wait; older
+        ones are dropped (counted in :attr:`dropped`).
+        """
         try:
             track = await self.call.track("audio")
         except CallError:  # the call ended before (or without) the peer sending audio
+            await self._served.wait()
             return
-        frames = cast("AsyncGenerator[Any, None]", track.frames(queue=self.config.audio_queue))
+        clock = self.agent.clock
+        pending: asyncio.Queue[ArrivedFrame] = asyncio.Queue(maxsize=self.config.audio_queue)
+        listening = True
+
+        def arrived(frame: Any) -> None:
+            if not listening:
+                return
+            if pending.full():
+                pending.get_nowait()
+                self.dropped += 1
+            pending.put_nowait(ArrivedFrame(frame, clock()))
+
+        track.on_frame(arrived)
+        ended = asyncio.ensure_future(self.call.wait_ended())
         try:
-            async for frame in frames:
-                yield frame
+            while True:
+                if pending.empty():
+                    if ended.done():
+                        await self._served.wait()  # the summary covers every request the peer made
+                        return
+                    getter = asyncio.ensure_future(pending.get())
+                    try:
+                        await asyncio.wait({getter, ended}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        getter.cancel()
+                    if not getter.done() or getter.cancelled():
+                        continue
+                    yield getter.result()
+                else:
+                    yield pending.get_nowait()
         finally:
-            await frames.aclose()
-        await self.call.wait_ended()
+            listening = False
+            ended.cancel()
 
     # -- data out --------------------------------------------------------------------------------
     def _on_event(self, event: AgentEvent) -> None:
@@ -369,6 +415,12 @@ class CallAgentSession:
 
     # -- data in ---------------------------------------------------------------------------------
     async def _serve_requests(self) -> None:
+        try:
+            await self._serve_all()
+        finally:
+            self._served.set()
+
+    async def _serve_all(self) -> None:
         while True:
             try:
                 message = await self.call.receive()
@@ -392,7 +444,8 @@ class CallAgentSession:
     async def _serve(self, request: Request) -> None:
         if isinstance(request, Question):
             answered = await self.agent.ask(request.text, asker=self.speaker)
-            if self.config.speak_answers and self._voice is not None and not self.agent.config.speak_answers:
+            speak = self.config.speak_answers and not self.agent.config.speak_answers
+            if speak and self._voice is not None and self.call.ended is None:
                 await self.agent.speak(answered.answer)
         elif isinstance(request, ChatNote):
             await self.agent.note(request.text, self.speaker)
@@ -419,6 +472,64 @@ class CallAgentSession:
                 frame.pts = self._pts
                 self._pts += SPEECH_FRAME_SAMPLES
                 self._voice(frame)
+
+
+# -- rooms ----------------------------------------------------------------------------------------
+class RoomAgentSession:
+    """An :class:`~auralink.agents.Agent` as a participant of a room (``mesh.join_room``): chat questions and notes.
+
+    Every chat message from another participant is a request (:func:`parse_request`): a
+    question (``/ask ...`` or the JSON form) is answered in the room's chat, ``/summary`` posts
+    the summary so far, and anything else is a chat note for the transcript. The agent only
+    reads and writes chat here: rooms forward video (and, once they carry it, audio to
+    subscribe to); captions of a room's audio are not wired yet.
+    """
+
+    def __init__(self, room: Any, agent: Agent) -> None:
+        """Join ``agent`` to ``room`` (a :class:`~auralink.calls.Room` the caller has entered)."""
+        self.room = room
+        """The room."""
+        self.agent = agent
+        """The agent."""
+        self.rejected = 0
+        """Chat requests refused so far."""
+
+    async def run(self) -> Summarised:
+        """Serve the room's chat until we are out of the room; the summary of what was said."""
+        from auralink.calls.room_messages import ChatReceived  # noqa: PLC0415
+        from auralink.errors import RoomClosed  # noqa: PLC0415
+
+        while True:
+            try:
+                event = await self.room.next_event()
+            except RoomClosed:
+                break
+            if not isinstance(event, ChatReceived):
+                continue
+            sender = str(event.sender)
+            try:
+                request = parse_request(event.text)
+                if isinstance(request, Question):
+                    answered = await self.agent.ask(request.text, asker=sender)
+                    await self._say(answered.answer)
+                elif isinstance(request, ChatNote):
+                    await self.agent.note(request.text, sender)
+                else:
+                    await self._say((await self.agent.summarise()).text)
+            except RoomClosed:
+                break
+            except AuralinkError as exc:  # a bad request, or a chat we may not send: never raised into the app
+                self.rejected += 1
+                logger.info("room %s: request from %s not served: %s", self.room.room, sender[:10], exc)
+        return await self.agent.summarise()
+
+    async def _say(self, text: str) -> None:
+        from auralink.calls.room_messages import MAX_CHAT  # noqa: PLC0415
+
+        encoded = text.encode()
+        if len(encoded) > MAX_CHAT:
+            text = encoded[: MAX_CHAT - 3].decode(errors="ignore") + "..."
+        await self.room.send_chat(text)
 
 
 async def serve_calls(

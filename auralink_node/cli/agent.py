@@ -14,8 +14,14 @@ would deliver them. Progress goes to stderr for files over a minute.
 
 An LLM is optional: ``--llm-url`` names an OpenAI-compatible server (Ollama, vLLM, llama.cpp, or
 OpenAI itself with ``AURALINK_LLM_API_KEY`` set), reached through the provider router; without
-one, answers and summaries are extractive and say so. ``--room`` is accepted but refused with a
-clear error until rooms (``auralink.calls``) can host the agent.
+one, answers and summaries are extractive and say so.
+
+``agent run --answer`` and ``--room`` put the agent on the mesh, as this home's identity (the
+daemon's if one runs, else an embedded node): ``--answer`` answers calls with
+:func:`auralink.agents.incall.serve_calls` (each line carries the ``call`` id), ``--room`` joins a
+room with :class:`auralink.agents.incall.RoomAgentSession` and answers ``/ask`` questions in its
+chat. The first line is ``{"type": "AgentReady", "agent": AURAID, ...}``, so a script knows
+whom to call.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -39,6 +45,7 @@ if TYPE_CHECKING:
     from auralink.agents.captions import PcmFrame
     from auralink.agents.providers import ProviderRouter
     from auralink.agents.speech import PcmAudio
+    from auralink.calls import Call
 
 __all__ = ["agent_app", "caption", "register"]
 
@@ -187,12 +194,28 @@ async def _run_agent(
 
 @agent_app.command("run")
 def agent_run(  # noqa: PLR0917 - typer maps each option to a parameter
+    ctx: typer.Context,
     input_: Annotated[
         Path | None,
         typer.Option("--input", "-i", help="A WAV file (16-bit PCM or 32-bit float, 16 kHz or more), or - for stdin."),
     ] = None,
-    room: Annotated[str | None, typer.Option("--room", help="Join this room (not available yet).")] = None,
-    session: Annotated[str, typer.Option("--session", help="The session id for memory and the summary.")] = "cli",
+    answer: Annotated[bool, typer.Option("--answer", help="Answer calls to this node as the co-host.")] = False,
+    count: Annotated[int | None, typer.Option("--count", min=1, help="With --answer: stop after N calls.")] = None,
+    room: Annotated[str | None, typer.Option("--room", help="Join this room (its name) as a participant.")] = None,
+    sfu: Annotated[str | None, typer.Option("--sfu", help="With --room: the AuraID of the node serving it.")] = None,
+    grant: Annotated[str | None, typer.Option("--grant", help="With --room: our grant, in hex.")] = None,
+    addr: Annotated[
+        list[str] | None,
+        typer.Option("--addr", help="With --room: an address of the SFU node (repeatable).", metavar="HOST:PORT"),
+    ] = None,
+    listen: Annotated[
+        list[str] | None,
+        typer.Option("--listen", help="UDP HOST:PORT for the embedded node (no daemon running).", metavar="HOST:PORT"),
+    ] = None,
+    session: Annotated[
+        str | None,
+        typer.Option("--session", help="Session id for memory and summary [default: cli, the call id, the room]."),
+    ] = None,
     speaker: Annotated[str | None, typer.Option("--speaker", help="Label the speech with this speaker.")] = None,
     ask: Annotated[list[str] | None, typer.Option("--ask", help="A question to answer after the audio.")] = None,
     realtime: Annotated[bool, typer.Option("--realtime", help="Pace the audio as a live call would.")] = False,
@@ -203,20 +226,34 @@ def agent_run(  # noqa: PLR0917 - typer maps each option to a parameter
     memory: Annotated[Path | None, typer.Option("--memory", help="A memory database to read and write.")] = None,
     owner: Annotated[str | None, typer.Option("--owner", help="The AuraID whose memory --memory holds.")] = None,
 ) -> None:
-    """Run the co-host over audio and print its events as JSON lines (captions, flags, answers, summary)."""
-    if room is not None:
+    """Run the co-host over audio, in calls or in a room; print its events as JSON lines.
+
+    With --input it hears a WAV file. With --answer it answers calls to this node (its own
+    AuraID): it captions the caller's audio, takes questions and chat on the data channel,
+    speaks its answers and summarises each call at hang-up. With --room it joins a room and
+    answers questions in its chat.
+    """
+    modes = [name for name, on in (("--input", input_ is not None), ("--answer", answer), ("--room", room)) if on]
+    if len(modes) > 1:
+        raise ConfigError(f"agent run takes one of --input, --answer or --room, not {' and '.join(modes)}", "mode")
+    if not modes:
         raise ConfigError(
-            f"--room {room}: the agent cannot join rooms yet (rooms are being added to auralink.calls); "
-            "run it over audio with --input FILE.wav, or --input - for WAV on stdin",
-            "room",
+            "agent run needs audio: --input FILE.wav (or - for stdin), --answer to answer calls, "
+            "or --room ROOM --sfu AURAID --grant HEX",
+            "input",
         )
-    if input_ is None:
-        raise ConfigError("agent run needs audio: --input FILE.wav, or --input - for WAV on stdin", "input")
+    if count is not None and not answer:
+        raise ConfigError("--count goes with --answer", "count")
+    if room is not None and (sfu is None or grant is None):
+        raise ConfigError("--room needs --sfu (the AuraID of the node serving it) and --grant (hex)", "room")
+    if (sfu is not None or grant is not None or addr) and room is None:
+        raise ConfigError("--sfu, --grant and --addr go with --room", "room")
     if (memory is None) != (owner is None):
         raise ConfigError("--memory and --owner go together (the AuraID whose memory it is)", "memory")
-    audio = _read_audio(input_)
+    if (answer or room is not None) and (ask or realtime):
+        raise ConfigError("--ask and --realtime go with --input (in a call, ask on the data channel)", "ask")
 
-    async def make(stack: contextlib.AsyncExitStack) -> Agent:
+    async def make(stack: contextlib.AsyncExitStack) -> Callable[[str, bool], Agent]:
         from auralink.agents import Agent, AgentConfig  # noqa: PLC0415
 
         router = await _router(llm_url, llm_model) if llm_url else None
@@ -227,15 +264,110 @@ def agent_run(  # noqa: PLR0917 - typer maps each option to a parameter
             from auralink.agents.memory import MemoryStore  # noqa: PLC0415
 
             store = stack.enter_context(MemoryStore.open(memory))
-        config = AgentConfig(
-            session_id=session,
-            owner=owner,
-            tenant_id="cli" if router is not None else None,
-            summarise_at_end=False,
+
+        def agent(session_id: str, summarise_at_end: bool) -> Agent:
+            config = AgentConfig(
+                session_id=session_id,
+                owner=owner,
+                tenant_id="cli" if router is not None else None,
+                summarise_at_end=summarise_at_end,
+            )
+            return Agent(config, router=router, memory=store)
+
+        return agent
+
+    if answer:
+        home = ctx.find_root().obj.root
+        asyncio.run(_answer_calls(home, listen, make, session=session, speaker=speaker, count=count))
+        return
+    if room is not None:
+        assert sfu is not None and grant is not None
+        home = ctx.find_root().obj.root
+        asyncio.run(
+            _join_room(home, listen, make, room=room, sfu=sfu, grant_hex=grant, addresses=addr or [], session=session)
         )
-        return Agent(config, router=router, memory=store)
+        return
+    assert input_ is not None
+    audio = _read_audio(input_)
+
+    async def make_one(stack: contextlib.AsyncExitStack) -> Agent:
+        return (await make(stack))(session or "cli", False)
 
     progress = audio.duration > _PROGRESS_FROM
     asyncio.run(
-        _run_agent(audio, make, questions=list(ask or []), speaker=speaker, realtime=realtime, progress=progress)
+        _run_agent(audio, make_one, questions=list(ask or []), speaker=speaker, realtime=realtime, progress=progress)
     )
+
+
+def _line(obj: dict[str, Any]) -> None:
+    typer.echo(json.dumps(obj, sort_keys=True))
+
+
+async def _answer_calls(
+    home: Path,
+    listen: list[str] | None,
+    make: Any,
+    *,
+    session: str | None,
+    speaker: str | None,
+    count: int | None,
+) -> None:
+    import auralink  # noqa: PLC0415
+    from auralink.agents.events import event_to_json  # noqa: PLC0415
+    from auralink.agents.incall import SessionConfig, serve_calls  # noqa: PLC0415
+
+    async with auralink.connect(home, listen=listen) as mesh, contextlib.AsyncExitStack() as stack:
+        new_agent = await make(stack)
+
+        def agent_for(call: Call) -> Agent:
+            agent: Agent = new_agent(session or call.call_id, True)
+            agent.add_listener(lambda event: _line({"call": call.call_id, **event_to_json(event)}))
+            _line({"type": "CallAnswered", "call": call.call_id, "peer": str(call.peer)})
+            return agent
+
+        status = await mesh.status()
+        _line({"type": "AgentReady", "agent": str(mesh.identity.aura_id), "listen": status.get("listen", [])})
+        typer.echo(f"answering calls for {mesh.identity.aura_id} as the co-host (Ctrl-C to stop)", err=True)
+        summaries = await serve_calls(mesh, agent_for, calls=count, config=SessionConfig(speaker=speaker))
+        typer.echo(f"served {len(summaries)} call(s)", err=True)
+
+
+async def _join_room(
+    home: Path,
+    listen: list[str] | None,
+    make: Any,
+    *,
+    room: str,
+    sfu: str,
+    grant_hex: str,
+    addresses: list[str],
+    session: str | None,
+) -> None:
+    import auralink  # noqa: PLC0415
+    from auralink.agents.events import event_to_json  # noqa: PLC0415
+    from auralink.agents.incall import RoomAgentSession  # noqa: PLC0415
+    from auralink.calls.grants import decode_grant  # noqa: PLC0415
+    from auralink.errors import RemoteProtocolError  # noqa: PLC0415
+    from auralink.identity import AuraID  # noqa: PLC0415
+
+    try:
+        grant = decode_grant(bytes.fromhex(grant_hex))
+    except (ValueError, RemoteProtocolError) as exc:
+        raise ConfigError(f"--grant: not a grant in hex: {exc}", "grant") from exc
+    if grant.room.name != room:
+        raise ConfigError(f"--grant is for room {grant.room.name!r}, not {room!r}", "grant")
+    sfu_id = AuraID.parse(sfu)
+    async with auralink.connect(home, listen=listen) as mesh, contextlib.AsyncExitStack() as stack:
+        if addresses:
+            await mesh.dial(sfu_id, addresses)
+        agent: Agent = (await make(stack))(session or room, False)
+        agent.add_listener(lambda event: _line({"room": room, **event_to_json(event)}))
+        async with mesh.join_room(sfu_id, grant) as joined:
+            _line({"type": "AgentReady", "agent": str(mesh.identity.aura_id), "room": room, "captions": False})
+            typer.echo(
+                f"joined room {room} as {mesh.identity.aura_id}: answering /ask questions in its chat. "
+                "No captions here: the agent does not hear a room's audio yet (rooms forward video and chat "
+                "to it); use --answer for captions in a call",
+                err=True,
+            )
+            await RoomAgentSession(joined, agent).run()
