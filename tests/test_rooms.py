@@ -34,7 +34,7 @@ from av import AudioFrame, VideoFrame
 import auralink
 from auralink.calls.grants import Capability, Grant, RoomId
 from auralink.calls.media import tone
-from auralink.calls.room import Room, RoomServer, _connect_tasks, close_peer_connection
+from auralink.calls.room import Room, RoomServer
 from auralink.calls.room_messages import (
     ChatReceived,
     LeaveReason,
@@ -44,6 +44,7 @@ from auralink.calls.room_messages import (
     Removed,
     TrackKind,
 )
+from auralink.calls.rtc import _connect_tasks, close_peer_connection
 from auralink.errors import GrantExpired, GrantForged, NotPermitted, RoomClosed, RoomError
 from auralink.identity import Identity
 from auralink.mesh import Mesh

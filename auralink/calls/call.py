@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from auralink.calls.ice import IceConfig, IceServer, checked_configuration, rtc_configuration
 from auralink.calls.media import RemoteTrack
 from auralink.calls.messages import CODEC, SIGNAL_PROTOCOL, Hangup, HangupReason, MediaKinds, Offer
+from auralink.calls.rtc import aiortc_module, close_peer_connection
 from auralink.calls.signaling import (
     AnswerReceived,
     CallConnected,
@@ -162,16 +163,6 @@ class CallStats:
             "first_frame_s": self.first_frame,
             "setup_s": self.setup,
         }
-
-
-def _aiortc() -> Any:
-    from auralink.errors import CallsNotInstalled  # noqa: PLC0415
-
-    try:
-        import aiortc  # noqa: PLC0415
-    except ImportError as exc:
-        raise CallsNotInstalled("calls need aiortc: pip install 'auralink[calls]'", "aiortc") from exc
-    return aiortc
 
 
 class Call:
@@ -389,7 +380,7 @@ class Call:
             await self._release()
 
     async def _handle(self, event: SignalingEvent) -> bool:
-        aiortc = _aiortc()
+        aiortc = aiortc_module()
         if isinstance(event, OfferReceived):
             self._offer = event
             if event.glare:
@@ -436,7 +427,7 @@ class Call:
             await self._pc.addIceCandidate(candidate)
 
     async def _new_pc(self) -> RTCPeerConnection:
-        aiortc = _aiortc()
+        aiortc = aiortc_module()
         ice = await self._agent.ice_config()
         pc: RTCPeerConnection = aiortc.RTCPeerConnection(checked_configuration(rtc_configuration(ice)))
 
@@ -519,7 +510,7 @@ class Call:
         self._pump()
 
     async def _answer(self) -> None:
-        aiortc = _aiortc()
+        aiortc = aiortc_module()
         assert self._offer is not None
         pc = await self._new_pc()
         self._want_data = bool(self._offer.media & MediaKinds.DATA)
@@ -567,7 +558,7 @@ class Call:
             if transport is not None:
                 for stat in transport._get_stats().values():
                     self._final_bytes = (stat.bytesSent, stat.bytesReceived)
-            await pc.close()
+            await close_peer_connection(pc)
 
     async def _release(self) -> None:
         if self._timer is not None:
@@ -699,7 +690,7 @@ class CallAgent:
         return self._call_ids()
 
     async def __aenter__(self) -> Self:
-        _aiortc()
+        aiortc_module()
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         self._open = True

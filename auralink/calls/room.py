@@ -44,7 +44,7 @@ its peer connection (which joins aiortc's decoder threads) and ends its stream.
 Closing a peer connection while aiortc is still connecting it is safe here. aiortc runs the
 connection (ICE, then DTLS, then starting each transceiver) in a task nobody holds; closed
 mid-way, that task raises ``InvalidStateError: RTCIceTransport is closed`` at its next
-transceiver, and asyncio logs "Task exception was never retrieved". :func:`close_peer_connection`
+transceiver, and asyncio logs "Task exception was never retrieved". :func:`~auralink.calls.rtc.close_peer_connection`
 finds that task before closing and awaits it after, so its exception is retrieved (and logged at
 debug level) instead.
 """
@@ -101,8 +101,8 @@ from auralink.calls.room_state import (
     StartForwarding,
     StopForwarding,
 )
+from auralink.calls.rtc import aiortc_module, close_peer_connection
 from auralink.errors import (
-    CallsNotInstalled,
     ConnectionError_,
     RemoteProtocolError,
     RoomClosed,
@@ -119,7 +119,7 @@ if TYPE_CHECKING:
 
     from auralink.calls.sfu import ForwardTrack, Publication
 
-__all__ = ["Kind", "Room", "RoomEvent", "RoomServer", "Subscription", "close_peer_connection"]
+__all__ = ["Kind", "Room", "RoomEvent", "RoomServer", "Subscription"]
 
 Kind = Literal["audio", "video"]
 """A room track's kind, as aiortc names it."""
@@ -135,20 +135,10 @@ REQUEST_TIMEOUT = 10.0
 """Seconds a participant waits for the SFU's reply to a request."""
 JOIN_TIMEOUT = 15.0
 """Seconds the SFU waits for a ``Join``, and a participant for its ``Welcome``."""
-CONNECT_GRACE = 5.0
-"""Seconds :func:`close_peer_connection` waits for aiortc's connect task to end after the close."""
 _MIMES: dict[TrackKind, tuple[str, ...]] = {
     TrackKind.VIDEO: ("video/vp8", "video/rtx"),
     TrackKind.AUDIO: ("audio/opus",),
 }
-
-
-def _aiortc() -> Any:
-    try:
-        import aiortc  # noqa: PLC0415
-    except ImportError as exc:
-        raise CallsNotInstalled("rooms need aiortc: pip install 'auralink[calls]'", "aiortc") from exc
-    return aiortc
 
 
 def _one_codec(transceiver: RTCRtpTransceiver) -> None:
@@ -167,41 +157,6 @@ def _configuration(ice: IceConfig) -> RTCConfiguration:
     configuration = checked_configuration(rtc_configuration(ice))
     configuration.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
     return configuration
-
-
-def _connect_tasks(pc: RTCPeerConnection) -> list[asyncio.Task[Any]]:
-    """aiortc's pending ``RTCPeerConnection.__connect`` tasks of ``pc`` (it keeps no reference to them)."""
-    found = []
-    for task in asyncio.all_tasks():
-        coro = task.get_coro()
-        frame = getattr(coro, "cr_frame", None)
-        if (
-            getattr(coro, "__qualname__", "") == "RTCPeerConnection.__connect"
-            and frame is not None
-            and frame.f_locals.get("self") is pc
-        ):
-            found.append(task)
-    return found
-
-
-async def close_peer_connection(pc: RTCPeerConnection) -> None:
-    """Close ``pc``, and retrieve what aiortc's connect task raises if the close interrupted it.
-
-    The task is found before the close (a finished coroutine no longer shows its ``self``), awaited
-    at most :data:`CONNECT_GRACE` seconds after, and cancelled if it still runs.
-    """
-    connecting = _connect_tasks(pc)
-    await pc.close()
-    if not connecting:
-        return
-    done, pending = await asyncio.wait(connecting, timeout=CONNECT_GRACE)
-    for task in pending:
-        task.cancel()
-    if pending:
-        await asyncio.wait(pending)
-    for task in done:
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            logger.debug("aiortc's connect task ended with the close: %r", exc)
 
 
 async def _read_message(stream: Stream, decoder: FrameDecoder) -> RoomMessage | None:
@@ -344,7 +299,7 @@ class RoomServer:
         self._open = False
 
     async def __aenter__(self) -> Self:
-        _aiortc()
+        aiortc_module()
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         self._pump_task = self._tasks.create_task(self._keyframe_pump())
@@ -492,7 +447,7 @@ class RoomServer:
     async def _answer(self, host: _Host, session: _Session, offer: str) -> str:
         from auralink.calls.sfu import ForwardTrack, Publication  # noqa: PLC0415 - needs aiortc
 
-        aiortc = _aiortc()
+        aiortc = aiortc_module()
         pc: RTCPeerConnection = aiortc.RTCPeerConnection(_configuration(self.ice))
         session.pc = pc
         await pc.setRemoteDescription(aiortc.RTCSessionDescription(offer, "offer"))
@@ -591,7 +546,7 @@ class _PublishTrack:
 
 
 def _publish_track(kind: TrackKind) -> Any:
-    aiortc = _aiortc()
+    aiortc = aiortc_module()
     label = kind.label
 
     class PublishTrack(aiortc.MediaStreamTrack):  # type: ignore[misc, name-defined]
@@ -721,7 +676,7 @@ class Room:
         return self._closed
 
     async def __aenter__(self) -> Self:
-        aiortc = _aiortc()
+        aiortc = aiortc_module()
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         try:
