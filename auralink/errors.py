@@ -71,7 +71,7 @@ AuralinkError
 │       │   ├── GrantNotYetValid    its ``not_before`` lies ahead (beyond the allowed clock skew)
 │       │   ├── GrantMismatch       it is for another room or another participant
 │       │   └── NotPermitted        it lacks the capability for the action (or an admin muted you)
-│       ├── RoomProtocolError   the peer broke ``auralink/room/1`` (also a RemoteProtocolError)
+│       ├── RoomProtocolError   the peer broke ``auralink/room/2`` (also a RemoteProtocolError)
 │       └── RoomClosed          you left, were kicked, or the SFU went away (``reason`` says which)
 └── ConnectionError_            a connection or stream to a peer ended or could not start
     ├── ConnectionClosed        closed on purpose, by this side or cleanly by the peer
@@ -707,7 +707,7 @@ class NotPermitted(GrantError):
 
 
 class RoomProtocolError(RoomError, RemoteProtocolError):
-    """The peer broke ``auralink/room/1``: bytes that do not decode, or a message out of turn."""
+    """The peer broke ``auralink/room/2``: bytes that do not decode, or a message out of turn."""
 
 
 class RoomClosed(RoomError):
