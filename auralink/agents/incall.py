@@ -481,8 +481,8 @@ class RoomAgentSession:
     Every chat message from another participant is a request (:func:`parse_request`): a
     question (``/ask ...`` or the JSON form) is answered in the room's chat, ``/summary`` posts
     the summary so far, and anything else is a chat note for the transcript. The agent only
-    reads and writes chat here: rooms forward video (and, once they carry it, audio to
-    subscribe to); captions of a room's audio are not wired yet.
+    reads and writes chat here: a room forwards each publisher's audio as a track of its own,
+    and the agent's pump hears one stream, so captions of a room's audio are not wired yet.
     """
 
     def __init__(self, room: Any, agent: Agent) -> None:

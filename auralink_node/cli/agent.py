@@ -366,8 +366,8 @@ async def _join_room(
             _line({"type": "AgentReady", "agent": str(mesh.identity.aura_id), "room": room, "captions": False})
             typer.echo(
                 f"joined room {room} as {mesh.identity.aura_id}: answering /ask questions in its chat. "
-                "No captions here: the agent does not hear a room's audio yet (rooms forward video and chat "
-                "to it); use --answer for captions in a call",
+                "No captions here: the agent does not hear a room's audio yet (rooms forward each speaker's "
+                "audio as its own track, and the agent hears one stream); use --answer for captions in a call",
                 err=True,
             )
             await RoomAgentSession(joined, agent).run()
