@@ -113,7 +113,18 @@ async def test_receive_only_video_and_a_frame_callback(alice: Mesh, bob: Mesh) -
                     break
         await asyncio.wait_for(got.get(), 10)
         assert "video" not in callee.tracks  # the caller sends nothing
+        seen: list[object] = []
+        remove = caller.tracks["video"].on_frame(seen.append)
+        async with asyncio.timeout(10):
+            while not seen:
+                await got.get()  # frames keep coming to the first callback
+        remove()
+        count = len(seen)
+        for _ in range(3):
+            await asyncio.wait_for(got.get(), 10)
+        assert len(seen) == count  # removed: it heard nothing more
         await callee.hangup()
+        await asyncio.wait_for(caller.tracks["video"].wait_ended(), 5)
 
 
 async def test_a_wav_file_plays_as_the_call_audio(alice: Mesh, bob: Mesh, tmp_path: Path) -> None:

@@ -412,9 +412,22 @@ class RemoteTrack:
         """True once the track has ended (the call hung up or the peer stopped sending)."""
         return self._ended.is_set()
 
-    def on_frame(self, callback: Callable[[Any], None]) -> None:
-        """Call ``callback(frame)`` for every frame from now on (on the event loop: keep it quick)."""
+    def on_frame(self, callback: Callable[[Any], None]) -> Callable[[], None]:
+        """Call ``callback(frame)`` for every frame from now on (on the event loop: keep it quick).
+
+        Returns a function that removes the callback again.
+        """
         self._callbacks.append(callback)
+
+        def remove() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return remove
+
+    async def wait_ended(self) -> None:
+        """Wait until the track has ended."""
+        await self._ended.wait()
 
     async def frames(self, *, queue: int = 30) -> AsyncIterator[Any]:
         """The frames from now on, until the track ends; at most ``queue`` wait (older ones are dropped)."""
