@@ -26,9 +26,11 @@ Measured, in the same run, alternating the order of the two modes from round to 
    direct MB/s. Goal: at least 0.7.
 
 The machine has 2 cores and the three processes share them: while relaying, A, R and B all
-run Python QUIC code at once, while a direct transfer keeps only two busy. ``cpu_cores`` (per
-upload, per process) and ``background_cpu_cores`` (other load on the machine) say how much that
-mattered.
+run Python QUIC code at once, while a direct transfer keeps only two busy.
+``throughput_mb_s.cpu_median`` gives, per mode and per process (median over the uploads), the
+cores used (``cores``) and the CPU milliseconds per MB (``cpu_ms_per_mb``: the figure to compare
+between runs: other load moves it far less than the wall-clock figures, though smaller batches on a
+busy machine still raise it), and ``background_cpu_cores`` the other load on the machine.
 
 Usage::
 
