@@ -184,3 +184,30 @@ async def test_a_recorder_sink_writes_the_received_video_to_a_file(alice: Mesh, 
     with av.open(str(out)) as container:
         frames = sum(1 for _ in container.decode(video=0))
     assert frames > 5
+
+
+async def test_aic_drives_the_video_encoder_of_a_call_and_hears_rtcp(alice: Mesh, bob: Mesh) -> None:
+    async with CallAgent(alice) as a, CallAgent(bob) as b:
+        with pytest.raises(CallStateError):
+            await a.call(bob.identity.aura_id, video=stamped_video(), aic="fastest")
+        placing = asyncio.create_task(a.call(bob.identity.aura_id, video=stamped_video(), aic="conservative"))
+        callee = await asyncio.wait_for((await asyncio.wait_for(b.next_invite(), 10)).accept(), 15)
+        caller = await asyncio.wait_for(placing, 15)
+        assert caller.aic is not None and callee.aic is None
+        video = await callee.track("video")
+        stamps: list[int] = []
+        done = asyncio.Event()
+
+        def seen(frame: av.VideoFrame) -> None:
+            if (stamp := read_stamp(frame)) is not None:
+                stamps.append(stamp.sequence)
+            assert caller.aic is not None
+            if len(stamps) >= 30 and caller.aic.network.rtt_s != 0.05:  # a receiver report came back
+                done.set()
+
+        video.on_frame(seen)
+        await asyncio.wait_for(done.wait(), 20)
+        metrics = caller.aic.metrics()
+        assert metrics.frames_in > 0 and metrics.hints > 0 and not metrics.unsupported_encoder
+        assert metrics.target_bitrate_bps is not None  # the controller adopted aiortc's encoder
+        await caller.hangup()

@@ -344,6 +344,15 @@ class AICController:
         self._network = stats
         self._estimate_given = True
 
+    def update_path(self, *, rtt_s: float, loss: float, jitter_s: float) -> None:
+        """RTT, loss and jitter from RTCP (a sender's ``remote-inbound-rtp`` stats); the bandwidth is left alone.
+
+        Unlike :meth:`update_network`, this gives no bandwidth estimate: the receiver's REMB (or
+        the estimate last given to :meth:`update_network`) stays the budget.
+        """
+        bandwidth = self._network.bandwidth_bps
+        self._network = NetworkStats(rtt_s=rtt_s, loss=loss, jitter_s=jitter_s, bandwidth_bps=bandwidth)
+
     @property
     def network(self) -> NetworkStats:
         """What the engine is told: the latest stats, with bandwidth capped by the receiver's REMB."""

@@ -75,6 +75,8 @@ from auralink.wire import FrameDecoder
 if TYPE_CHECKING:
     from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
 
+    from auralink.aic.controller import AICController
+
 __all__ = ["Call", "CallAgent", "CallEvent", "CallPath", "CallStats", "Invite", "PathChanged", "TrackAdded"]
 
 logger = logging.getLogger(__name__)
@@ -82,6 +84,10 @@ logger.addHandler(logging.NullHandler())
 
 DATA_CHANNEL_LABEL = "auralink"
 """The label of the call's data channel."""
+AIC_FEED_INTERVAL = 1.0
+"""Seconds between RTCP readings handed to a call's AIC controller."""
+VIDEO_CLOCK_RATE = 90_000
+"""RTP clock of video: RTCP jitter is in these ticks."""
 TURN_TIMEOUT = 3.0
 """Seconds a call waits for TURN credentials from the home relay before going on without."""
 TURN_REFRESH_MARGIN = 120.0
@@ -196,6 +202,8 @@ class Call:
         self._app_events: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._track_added = asyncio.Event()
         self._local: dict[str, MediaStreamTrack] = {}
+        self.aic: AICController | None = None
+        """The AIC controller driving our video encoder, when the call was placed or accepted with ``aic=``."""
         self._t_start = self._now()
         self._t_resolved: float | None = None
         self._t_answered: float | None = None
@@ -485,7 +493,43 @@ class Call:
             pc.addTransceiver(kind, direction="recvonly")
             return
         self._local[kind] = media
-        pc.addTransceiver(media, direction="sendrecv")
+        transceiver = pc.addTransceiver(self._send_track(kind, media), direction="sendrecv")
+        self._attach_aic(kind, transceiver.sender)
+
+    def _use_aic(self, mode: str | None) -> None:
+        if mode is None:
+            return
+        from auralink.aic import HintEngine, Mode  # noqa: PLC0415 - numpy loads only for AIC
+        from auralink.aic.controller import AICController  # noqa: PLC0415
+
+        try:
+            engine = HintEngine(Mode(mode))
+        except ValueError as exc:
+            raise CallStateError(f"aic= takes conservative, adaptive or aggressive, not {mode!r}") from exc
+        self.aic = AICController(engine)
+
+    def _send_track(self, kind: str, track: MediaStreamTrack) -> MediaStreamTrack:
+        """What goes to the sender: the app's track, or, for video under AIC, the controller's wrapper."""
+        return self.aic.wrap(track) if self.aic is not None and kind == "video" else track
+
+    def _attach_aic(self, kind: str, sender: Any) -> None:
+        if self.aic is not None and kind == "video":
+            self.aic.attach(sender)
+            self._agent._spawn(self._feed_aic(self.aic, sender))
+
+    async def _feed_aic(self, controller: AICController, sender: Any) -> None:
+        """Every :data:`AIC_FEED_INTERVAL` s, hand the sender's RTCP view of the path (RTT, loss, jitter) to AIC."""
+        while not self._done.is_set():
+            for stat in (await sender.getStats()).values():
+                if stat.type == "remote-inbound-rtp" and stat.roundTripTime is not None:
+                    controller.update_path(
+                        rtt_s=float(stat.roundTripTime),
+                        loss=min(1.0, stat.fractionLost / 256),  # RTCP's 8-bit fixed point
+                        jitter_s=stat.jitter / VIDEO_CLOCK_RATE,
+                    )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(AIC_FEED_INTERVAL):
+                    await self._done.wait()
 
     async def _offer_call(
         self,
@@ -518,8 +562,9 @@ class Call:
         for transceiver in pc.getTransceivers():
             track = self._local.get(transceiver.kind)
             if track is not None:
-                transceiver.sender.replaceTrack(track)
+                transceiver.sender.replaceTrack(self._send_track(transceiver.kind, track))
                 transceiver.direction = "sendrecv"
+                self._attach_aic(transceiver.kind, transceiver.sender)
         await pc.setLocalDescription(await pc.createAnswer())
         if self.signaling.state is not CallState.RINGING:
             raise self._failure()
@@ -595,12 +640,20 @@ class Invite:
         """The call id, hex."""
         return self.call.call_id
 
-    async def accept(self, *, audio: MediaStreamTrack | None = None, video: MediaStreamTrack | None = None) -> Call:
+    async def accept(
+        self,
+        *,
+        audio: MediaStreamTrack | None = None,
+        video: MediaStreamTrack | None = None,
+        aic: str | None = None,
+    ) -> Call:
         """Answer; returns the call once media (and the data channel, if offered) is up.
 
         ``audio`` and ``video`` are the tracks to send back, if the caller offered that kind;
         the call receives whatever the caller sends either way. The call stops them when it ends.
+        ``aic`` (``conservative``, ``adaptive`` or ``aggressive``) lets AIC drive our video encoder.
         """
+        self.call._use_aic(aic)
         for kind, track, offered in (("audio", audio, MediaKinds.AUDIO), ("video", video, MediaKinds.VIDEO)):
             if track is not None:
                 if not self.media & offered:
@@ -728,11 +781,14 @@ class CallAgent:
         audio: bool | MediaStreamTrack = False,
         video: bool | MediaStreamTrack = False,
         data: bool = True,
+        aic: str | None = None,
     ) -> Call:
         """Call ``target`` (an AuraID or ``@handle``); returns once the call is connected.
 
         ``audio`` and ``video`` are False (none), True (receive what the callee sends) or a
         track to send (see :mod:`auralink.calls.media`), which the call stops when it ends.
+        ``aic`` (``conservative``, ``adaptive`` or ``aggressive``) lets AIC drive the video
+        encoder (:mod:`auralink.aic`): bitrate, size and rate follow the content and the network.
         Raises :class:`~auralink.errors.CallDeclined` if the callee declines or is busy, and
         :class:`~auralink.errors.CallFailed` if the call ends before it connects.
         """
@@ -753,6 +809,7 @@ class CallAgent:
         if data:
             media |= MediaKinds.DATA
         call = Call(self, peer)
+        call._use_aic(aic)
         call._t_start, call._t_resolved = started, self.clock()
         self._track(call)
         try:

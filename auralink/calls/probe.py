@@ -155,7 +155,7 @@ async def _echo(invite: Invite, on_call: Callable[[Call, str], None] | None) -> 
     from auralink.calls.messages import MediaKinds  # noqa: PLC0415
 
     tracks: dict[str, Callable[[Any], None]] = {}
-    kwargs: dict[str, MediaStreamTrack] = {}
+    kwargs: dict[str, Any] = {}
     for kind, flag in (("audio", MediaKinds.AUDIO), ("video", MediaKinds.VIDEO)):
         if invite.media & flag:
             track, push = pushed_track(kind)  # type: ignore[arg-type]

@@ -142,16 +142,18 @@ class Mesh:
         audio: bool | MediaStreamTrack = False,
         video: bool | MediaStreamTrack = False,
         data: bool = True,
+        aic: str | None = None,
     ) -> Call:
         """Call ``target`` (an AuraID or ``@handle``); returns once connected (see :mod:`auralink.calls`).
 
         ``audio``/``video``: False, True (receive only) or a track to send (:mod:`auralink.calls.media`).
+        ``aic``: ``conservative``, ``adaptive`` or ``aggressive`` lets AIC drive the video encoder.
 
         Needs the ``calls`` extra (aiortc). Raises :class:`~auralink.errors.CallDeclined` if the
         callee declines or is busy, :class:`~auralink.errors.CallFailed` if it never connects.
         """
         agent = await self._call_agent()
-        call: Call = await agent.call(target, audio=audio, video=video, data=data)
+        call: Call = await agent.call(target, audio=audio, video=video, data=data, aic=aic)
         return call
 
     async def incoming_calls(self) -> AsyncIterator[Invite]:
