@@ -36,9 +36,12 @@ from __future__ import annotations
 import math
 import re
 import threading
+from collections.abc import Iterator, Mapping
 from typing import Literal, get_args
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from auralink import __version__
 from auralink.errors import LocalProtocolError
@@ -87,9 +90,9 @@ DropReason = Literal[
 ]
 """Why a datagram was dropped."""
 
-RelayResult = Literal["forwarded", "quota", "peer_limit", "no_session", "congested"]
+RelayResult = Literal["forwarded", "quota", "peer_limit", "no_session"]
 """What our relay did with a packet: forwarded it, or dropped it over the sender's byte quota or
-peer limit, for want of a destination session, or because the destination was congested."""
+peer limit, or for want of a destination session."""
 
 RELAY_RESULTS: tuple[str, ...] = get_args(RelayResult)
 """Every :data:`RelayResult`."""
@@ -158,10 +161,6 @@ class NodeMetrics:
         self._dropped = Counter(
             "auralink_datagrams_dropped", "Datagrams dropped, by reason.", ("reason",), registry=registry
         )
-        self._relay_packets = Counter(
-            "auralink_relay_packets", "Packets our relay handled, by outcome.", ("result",), registry=registry
-        )
-        self._relay_bytes = Counter("auralink_relay_bytes", "Bytes our relay forwarded.", registry=registry)
         Info("auralink", "This node's identity and software version.", registry=registry).info(
             {"aura_id": node, "version": version}
         )
@@ -177,7 +176,6 @@ class NodeMetrics:
         # Label lookups cost microseconds: the per-packet counters keep their children.
         self._bytes_sent = self._bytes.labels(direction="sent")
         self._bytes_received = self._bytes.labels(direction="received")
-        self._relay_children = {result: self._relay_packets.labels(result=result) for result in RELAY_RESULTS}
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -252,14 +250,13 @@ class NodeMetrics:
         """A datagram was dropped for ``reason``."""
         self._dropped.labels(reason=_member(reason, DROP_REASONS, "reason")).inc()
 
-    def relay_packet(self, result: RelayResult, nbytes: int) -> None:
-        """Our relay handled one packet of ``nbytes`` with ``result``."""
-        child = self._relay_children.get(result)
-        if child is None:
-            raise LocalProtocolError(f"result must be one of {', '.join(RELAY_RESULTS)}, not {result!r}")
-        child.inc()
-        if result == "forwarded":
-            self._relay_bytes.inc(_byte_count(nbytes))
+    def watch_relay(self, stats: Mapping[str, int]) -> None:
+        """Export our relay's counters (``stats``: packets by :data:`RelayResult`, and ``bytes``), read at scrape time.
+
+        The relay counts into a plain mapping on its per-packet path; Prometheus reads it only
+        when scraped, so forwarding a packet costs no metrics call.
+        """
+        self._registry.register(_RelayCollector(stats))
 
     # -- exposition ----------------------------------------------------------------------------
 
@@ -272,3 +269,21 @@ def _byte_count(count: int) -> int:
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise LocalProtocolError(f"a byte count is a non-negative integer, not {count!r}")
     return count
+
+
+class _RelayCollector(Collector):
+    """Our relay's packet and byte counters, read from its stats mapping when scraped."""
+
+    def __init__(self, stats: Mapping[str, int]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        packets = CounterMetricFamily(
+            "auralink_relay_packets", "Packets our relay handled, by outcome.", labels=["result"]
+        )
+        for result in RELAY_RESULTS:
+            packets.add_metric([result], self._stats.get(result, 0))
+        yield packets
+        relayed = CounterMetricFamily("auralink_relay_bytes", "Bytes our relay forwarded.")
+        relayed.add_metric([], self._stats.get("bytes", 0))
+        yield relayed

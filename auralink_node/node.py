@@ -265,10 +265,10 @@ class Node:
             self.relay_service = RelayService(
                 policy,
                 clock=time.monotonic,
-                on_packet=self.metrics.relay_packet,
                 banned=lambda peer: self.reputation.is_banned(Role.PEER, peer, self._wall_clock()),
                 send_raw=self.endpoint.send_raw,
             )
+            self.metrics.watch_relay(self.relay_service.stats)
             self.router.register(RELAY_PROTOCOL, self.relay_service.serve)
             self.endpoint.on_raw_datagram((SEND_DATAGRAM,), self.relay_service.datagram_received)
             if self.config.turn:

@@ -92,6 +92,9 @@ async def test_a_connection_through_a_relay_carries_only_ciphertext(tmp_path: Pa
         async with await conn.open_stream(ECHO) as stream:
             assert hashlib.sha256(await echo_through(stream, data)).digest() == hashlib.sha256(data).digest()
         assert r.relay_service.stats["forwarded"] > 100
+        exported = r.metrics.registry.get_sample_value("auralink_relay_packets_total", {"result": "forwarded"})
+        assert exported == r.relay_service.stats["forwarded"]  # read from the relay's counts at scrape time
+        assert r.metrics.registry.get_sample_value("auralink_relay_bytes_total") == r.relay_service.stats["bytes"] > 0
         assert link.stats["sent"] > 100 and link.session_key  # as relay datagrams, not stream frames
         assert seen and not any(marker[:32] in packet for packet in seen)  # the relay saw ciphertext only
         # Every one a QUIC packet, or a path probe (type, random id, sender key, MAC).

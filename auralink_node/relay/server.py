@@ -56,8 +56,7 @@ __all__ = ["ForwardResult", "RelayPolicy", "RelayService", "TokenBucket"]
 logger = logging.getLogger(__name__)
 
 ForwardResult = RelayResult
-"""What became of one packet (the metrics' :data:`~auralink_node.metrics.RelayResult`; ``congested``
-is no longer produced: it counted the retired stream path's full streams)."""
+"""What became of one packet (the metrics' :data:`~auralink_node.metrics.RelayResult`)."""
 
 HELLO_TIMEOUT = 5.0
 """Seconds a new session has to say Hello."""
@@ -130,7 +129,6 @@ class RelayService:
         policy: RelayPolicy,
         *,
         clock: Callable[[], float],
-        on_packet: Callable[[ForwardResult, int], None] | None = None,
         banned: Callable[[AuraID], bool] | None = None,
         send_raw: Callable[[bytes, Address], None],
     ) -> None:
@@ -140,7 +138,6 @@ class RelayService:
         self._by_address: dict[Address, _Session] = {}
         self._by_key: dict[bytes, _Session] = {}
         self._clock = clock
-        self._on_packet = on_packet
         self.sessions: dict[AuraID, _Session] = {}
         self.stats: Counter[str] = Counter()
         """Packets by outcome (:data:`ForwardResult`), plus ``bytes`` forwarded and ``refused`` sessions."""
@@ -208,8 +205,6 @@ class RelayService:
         stats[result] += 1
         if result == "forwarded":
             stats["bytes"] += len(packet)
-        if self._on_packet is not None:
-            self._on_packet(result, len(packet))
         return result
 
     def _route(self, session: _Session, dst: AuraID, packet: bytes) -> ForwardResult:
