@@ -29,6 +29,15 @@ last voiced frame's arrival and the caption). Then, for each final caption:
 When the audio ends, the open utterance is flushed, the moderation tasks finish, and (by default)
 the session is summarised: highlights and action items go to memory too.
 
+**Several speakers** (:meth:`Agent.listen`). :meth:`Agent.run` is :meth:`Agent.listen` over one
+stream, then the summary. A room forwards each speaker's audio as a stream of its own, so the
+room adapter runs one :meth:`~Agent.listen` per speaker at once, each with its own endpointer and
+its own recogniser (a recogniser decodes one utterance at a time, so two streams never share
+one), all feeding the one transcript, moderation and memory. Utterances are numbered per session,
+in the order they start, whatever stream they come from; each stream's times are shifted onto the
+session's timeline (stream seconds since the first sample the agent heard from any stream), by
+when its first frame arrived.
+
 **Questions and replies.** :meth:`Agent.ask` can be called at any time, also while the pump runs
 (the in-call adapter calls it for each question on the data channel). It retrieves from the
 transcript (BM25) and from memory (the store's recall), then answers with the chat model if one is
@@ -53,8 +62,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
+import typing
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -151,6 +162,7 @@ class _Utterance:
     """The utterance being spoken."""
 
     number: int
+    local: int
     speaker: str
     start: float
     audio_start: float
@@ -159,6 +171,19 @@ class _Utterance:
     tail: bytearray = field(default_factory=bytearray)
     draft: str = ""
     broken: bool = False
+
+
+@dataclass
+class _Channel:
+    """One stream being heard (:meth:`Agent.listen`): its recogniser, moderation tasks and open utterance."""
+
+    recognizer: StreamingRecognizer
+    tasks: asyncio.TaskGroup
+    offset: float | None = None
+    utterance: _Utterance | None = None
+
+
+_FEATURES = frozenset(typing.get_args(typing.get_type_hints(Degraded)["feature"]))
 
 
 def _why(exc: BaseException) -> str:
@@ -204,8 +229,9 @@ class Agent:
         self._segments: list[Segment] = []
         self._chat_missing = False
         self._captions_off = False
-        self._tasks: asyncio.TaskGroup | None = None
-        self._utterance: _Utterance | None = None
+        self._channels: list[_Channel] = []
+        self._numbers = itertools.count()
+        self._origin: float | None = None
 
     def __repr__(self) -> str:
         return f"Agent(session={self.config.session_id!r}, llm={self.llm_configured}, heard={len(self._segments)})"
@@ -239,6 +265,16 @@ class Agent:
         for listener in list(self._listeners):
             listener(event)
 
+    def report_degraded(self, feature: str, reason: str) -> None:
+        """Report that ``feature`` degraded outside the agent (an adapter's limit): a Degraded event to the listeners.
+
+        ``feature`` is one of :class:`~auralink.agents.events.Degraded`'s (``captions``,
+        ``moderation``, ``answer``, ``summary``, ``speech``, ``memory``).
+        """
+        if feature not in _FEATURES:
+            raise ConfigError(f"unknown feature {feature!r}: one of {', '.join(sorted(_FEATURES))}", "feature")
+        self._degraded(feature, reason)
+
     def _degraded(self, feature: str, exc: BaseException | str) -> None:
         reason = exc if isinstance(exc, str) else _why(exc)
         logger.info("agent %s: %s degraded: %s", self.config.session_id, feature, reason)
@@ -254,35 +290,59 @@ class Agent:
         arrival, else when read); a PcmFrame's own speaker wins over ``speaker``, which wins
         over ``config.speaker``.
         """
+        await self.listen(audio, speaker=speaker)
+        if self.config.summarise_at_end:
+            return await self.summarise()
+        return None
+
+    async def listen(
+        self,
+        audio: AsyncIterable[object],
+        *,
+        speaker: str | None = None,
+        recognizer: StreamingRecognizer | None = None,
+    ) -> None:
+        """Hear one stream of ``audio`` to its end (as :meth:`run` does), without summarising.
+
+        Several streams may be heard at once (one per speaker of a room), each with its own
+        endpointer and ``recognizer`` (default :attr:`recognizer`), all feeding this agent's
+        transcript, moderation and memory. A recogniser hears one stream at a time:
+        :class:`~auralink.errors.ConfigError` if ``recognizer`` is busy with another.
+        """
+        chosen = recognizer or self.recognizer
+        if any(channel.recognizer is chosen for channel in self._channels):
+            raise ConfigError("this recogniser is already hearing another stream: give each its own", "recognizer")
         converter = FrameConverter()
         endpointer = Endpointer(self.config.vad)
         default = speaker or self.config.speaker
         frames = aiter(audio)
         failure: AuralinkError | None = None
         async with asyncio.TaskGroup() as tasks:
-            self._tasks = tasks
+            channel = _Channel(chosen, tasks)
+            self._channels.append(channel)
             try:
                 async for item in frames:
                     for frame in converter.convert(item):
                         arrived = self._clock() if frame.arrived is None else frame.arrived
+                        if channel.offset is None:  # this stream's place on the session's timeline
+                            if self._origin is None:
+                                self._origin = arrived
+                            channel.offset = max(0.0, arrived - self._origin)
                         events = endpointer.feed(frame.samples, frame.sample_rate, arrived)
                         for event in events:
-                            await self._on_vad(event, frame.speaker or default, frame.sample_rate)
+                            await self._on_vad(channel, event, frame.speaker or default, frame.sample_rate)
                 for event in endpointer.flush(self._clock()):
-                    await self._on_vad(event, default, endpointer.sample_rate)
+                    await self._on_vad(channel, event, default, endpointer.sample_rate)
             except AuralinkError as exc:  # bad input: raised as itself once the moderation tasks are done
                 failure = exc
             finally:
-                self._tasks = None
-                self._utterance = None
+                self._channels.remove(channel)
+                channel.utterance = None
                 close = getattr(frames, "aclose", None)
                 if close is not None:  # an abandoned async generator would be closed by a stray task
                     await close()
         if failure is not None:
             raise failure
-        if self.config.summarise_at_end:
-            return await self.summarise()
-        return None
 
     async def stream(
         self, audio: AsyncIterable[object], *, speaker: str | None = None
@@ -309,19 +369,23 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    async def _on_vad(self, event: VadEvent, speaker: str, rate: int) -> None:
+    async def _on_vad(self, channel: _Channel, event: VadEvent, speaker: str, rate: int) -> None:
         if self._captions_off:
             return
+        offset = channel.offset or 0.0
         if isinstance(event, SpeechStarted):
-            self._utterance = _Utterance(event.utterance, speaker, event.start, event.audio_start, rate)
+            number = next(self._numbers)
+            channel.utterance = _Utterance(
+                number, event.utterance, speaker, event.start + offset, event.audio_start + offset, rate
+            )
             try:
-                await self.recognizer.start(rate)
+                await channel.recognizer.start(rate)
             except AuralinkError as exc:
                 self._captions_off = True
                 self._degraded("captions", exc)
             return
-        utterance = self._utterance
-        if utterance is None or utterance.number != event.utterance:
+        utterance = channel.utterance
+        if utterance is None or utterance.local != event.utterance:
             return
         if isinstance(event, SpeechExtended):
             if event.voiced:
@@ -329,20 +393,20 @@ class Agent:
                 utterance.tail.clear()
                 utterance.pending += event.samples
                 if len(utterance.pending) >= self.config.partial_seconds * utterance.rate * 2:
-                    await self._decode(utterance)
+                    await self._decode(channel, utterance)
                 return
             paused = not utterance.tail
             utterance.tail += event.samples  # held until speech resumes; only its start is decoded if it ends
             if paused and utterance.pending:  # the speaker paused, maybe stopped: decode what was said, now
-                await self._decode(utterance)
+                await self._decode(channel, utterance)
             return
-        await self._finish(utterance, event)
+        await self._finish(channel, utterance, event)
 
-    async def _decode(self, utterance: _Utterance) -> None:
+    async def _decode(self, channel: _Channel, utterance: _Utterance) -> None:
         samples = bytes(utterance.pending)
         utterance.pending.clear()
         try:
-            draft = await self.recognizer.feed(samples)
+            draft = await channel.recognizer.feed(samples)
         except AuralinkError as exc:
             utterance.broken = True
             self._degraded("captions", exc)
@@ -351,16 +415,16 @@ class Agent:
             utterance.draft = draft
             self._emit(CaptionDrafted(utterance.number, utterance.speaker, draft, utterance.start, self._clock()))
 
-    async def _finish(self, utterance: _Utterance, ended: SpeechEnded) -> None:
-        self._utterance = None
+    async def _finish(self, channel: _Channel, utterance: _Utterance, ended: SpeechEnded) -> None:
+        channel.utterance = None
         if utterance.broken:
             return
         utterance.pending += utterance.tail[: round(self.config.tail_seconds * utterance.rate) * 2]
         utterance.tail.clear()
         try:
             if utterance.pending:
-                await self.recognizer.feed(bytes(utterance.pending))
-            recognition = await self.recognizer.finish()
+                await channel.recognizer.feed(bytes(utterance.pending))
+            recognition = await channel.recognizer.finish()
         except AuralinkError as exc:
             self._degraded("captions", exc)
             return
@@ -368,27 +432,28 @@ class Agent:
             return
         now = self._clock()
         shift = utterance.audio_start
+        offset = channel.offset or 0.0
         words = tuple(RecognizedWord(w.word, w.start + shift, w.end + shift, w.probability) for w in recognition.words)
         caption = CaptionFinalised(
             utterance.number,
             utterance.speaker,
             recognition.text,
-            ended.start,
-            ended.end,
+            ended.start + offset,
+            ended.end + offset,
             now - ended.speech_ended_at,
             recognition.confidence,
             words,
-            self.recognizer.name,
+            channel.recognizer.name,
             now,
         )
         self._emit(caption)
         segment = Segment(caption.text, caption.speaker, caption.start, caption.end)
-        self._heard(segment, caption.utterance, self._wall_clock() - caption.latency)
+        self._heard(segment, caption.utterance, self._wall_clock() - caption.latency, channel.tasks)
 
-    def _heard(self, segment: Segment, utterance: int, said_at: float) -> None:
-        """A final line of transcript: keep it, moderate it, remember its preferences and decisions."""
+    def _heard(self, segment: Segment, utterance: int, said_at: float, tasks: asyncio.TaskGroup | None) -> None:
+        """A final line of transcript: keep it, moderate it (the LLM's judgement a task of ``tasks``), remember it."""
         self._segments.append(segment)
-        self._moderate(segment, utterance)
+        self._moderate(segment, utterance, tasks)
         if self.config.remember:
             for preference in find_preferences([segment]):
                 self._remember(preference.text, "preference", preference.speaker, said_at, 0.6)
@@ -407,14 +472,15 @@ class Agent:
             return
         if start is None:
             start = self._segments[-1].end if self._segments else 0.0
-        pending = self._tasks is None and self.config.llm_moderation and self.llm_configured
-        self._heard(Segment(text, speaker, start, start), -1, self._wall_clock())
+        tasks = self._channels[-1].tasks if self._channels else None
+        pending = tasks is None and self.config.llm_moderation and self.llm_configured
+        self._heard(Segment(text, speaker, start, start), -1, self._wall_clock(), tasks)
         if pending:
             await self._judge(self._segments[-1], -1)
 
     # -- moderation ----------------------------------------------------------------------------
 
-    def _moderate(self, segment: Segment, utterance: int) -> None:
+    def _moderate(self, segment: Segment, utterance: int, tasks: asyncio.TaskGroup | None) -> None:
         matches = self._moderator.check(segment.text)
         if matches:
             self._emit(
@@ -429,8 +495,8 @@ class Agent:
                     self._clock(),
                 )
             )
-        if self.config.llm_moderation and self.llm_configured and self._tasks is not None:
-            self._tasks.create_task(self._judge(segment, utterance))
+        if self.config.llm_moderation and self.llm_configured and tasks is not None:
+            tasks.create_task(self._judge(segment, utterance))
 
     async def moderate(self, text: str, speaker: str = "unknown") -> list[Flagged]:
         """Moderate text that did not come from the audio (a chat message): rules, then the LLM if configured."""

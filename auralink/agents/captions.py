@@ -287,10 +287,16 @@ class SphinxStreamingRecognizer:
         session, and each clip on a fresh decoder did better without it (WER 0.317 against 0.349), so it is off.
         """
         self._name = name
-        self._stream = _SphinxStream(model or SphinxModel(), name, cmn_init, fwdflat)
+        self._settings = (model or SphinxModel(), cmn_init, fwdflat)
+        self._stream = _SphinxStream(self._settings[0], name, cmn_init, fwdflat)
 
     def __repr__(self) -> str:
         return f"SphinxStreamingRecognizer(name={self._name!r})"
+
+    def fresh(self) -> SphinxStreamingRecognizer:
+        """Another recogniser with the same model and settings and a decoder of its own (one per speaker)."""
+        model, cmn_init, fwdflat = self._settings
+        return SphinxStreamingRecognizer(model, name=self._name, cmn_init=cmn_init, fwdflat=fwdflat)
 
     @property
     def name(self) -> str:
@@ -324,6 +330,10 @@ class RouterRecognizer:
         self._language = language
         self._rate = 0
         self._chunks: list[bytes] = []
+
+    def fresh(self) -> RouterRecognizer:
+        """Another recogniser for the same tenant, collecting utterances of its own (one per speaker)."""
+        return RouterRecognizer(self._router, self._tenant, language=self._language)
 
     @property
     def name(self) -> str:

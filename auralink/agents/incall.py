@@ -47,8 +47,39 @@ is decoded (:func:`speech_frames`: WAV directly, any other format through PyAV),
 48 kHz mono and pushed as 20 ms frames paced by the event loop's clock, one reply after another.
 Between replies nothing is pushed and aiortc sends nothing (no comfort noise).
 
+**Rooms.** A :class:`RoomAgentSession` makes the agent a participant of a room
+(``mesh.join_room``). The SFU forwards each publisher's audio as a track of its own and never
+mixes, so the session hears each speaker separately and the captions carry the right speaker:
+
+* *Who is heard.* A pure core, :class:`SpeakerSeats`, follows the room's participant events
+  (a speaker publishes unmuted audio, or stops, is muted, leaves) and hands out
+  :attr:`RoomSessionConfig.max_speakers` seats, first come first seated; a speaker who finds
+  every seat taken waits in line (a ``Degraded("captions", ...)`` notice says so) and takes the
+  next seat that frees. A seat is a recogniser (pocketsphinx: a decoder of its own, about 90 MB,
+  and CPU while the speaker talks), so the seats bound the agent's memory and CPU.
+* *Hearing a speaker.* A seated speaker's audio is subscribed to
+  (``room.subscribe(publisher, kind="audio")``), each frame stamped with the agent's clock as it
+  is delivered, and heard by :meth:`Agent.listen <auralink.agents.agent.Agent.listen>` with its
+  own endpointer and recogniser, labelled with the participant's name
+  (:attr:`RoomSessionConfig.names`), else its handle if the mesh resolves one within
+  :attr:`RoomSessionConfig.resolve_timeout`, else its AuraID. All speakers feed the one
+  transcript, moderation and memory. A speaker whose frames stop dead (a microphone cut, a file
+  that ended) is heard as silent after :attr:`RoomSessionConfig.silence_after`, so their last
+  utterance is captioned. When they stop publishing or leave, the SFU ends the subscription; the
+  open utterance is flushed and the seat frees.
+* *Chat.* Each event whose type is in :attr:`RoomSessionConfig.post` (final captions, flags,
+  answers, summaries, notices; no drafts by default, since people read that chat too) is sent to
+  the room's chat as one JSON message (:func:`fit_chat` makes it fit the room's 4096-byte chat
+  limit), after an ``AgentJoined``. Every chat line from others is a request
+  (:func:`parse_request`): ``/ask`` is answered, ``/summary`` posts the summary so far, anything
+  else is a note for the transcript. A malformed request is counted, not answered: in a room, a
+  ``Rejected`` reply to another agent's JSON would start two agents rejecting each other forever.
+
+:meth:`RoomAgentSession.run` serves until the agent is out of the room (it left, was kicked, or
+the SFU went away), lets each speaker's last utterance be captioned, and returns the summary.
+
 Every task belongs to the :class:`asyncio.TaskGroup` of :meth:`CallAgentSession.run` (one per
-call) or of :func:`serve_calls` (one per session).
+call), of :meth:`RoomAgentSession.run` (one per room) or of :func:`serve_calls` (one per session).
 """
 
 from __future__ import annotations
@@ -57,18 +88,37 @@ import asyncio
 import contextlib
 import fractions
 import io
+import itertools
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
 
 from auralink.agents.agent import Agent
-from auralink.agents.captions import AGENT_SAMPLE_RATE, ArrivedFrame
+from auralink.agents.captions import AGENT_SAMPLE_RATE, ArrivedFrame, PcmFrame, StreamingRecognizer
 from auralink.agents.events import AgentEvent, Degraded, Spoke, Summarised, event_to_json
 from auralink.agents.providers.types import SpeechAudio
 from auralink.agents.speech.audio import WAV_CONTENT_TYPES, read_wav
-from auralink.errors import AuralinkError, CallError, ConfigError, RemoteProtocolError, UnsupportedAudio
+from auralink.calls.room_messages import (
+    MAX_CHAT,
+    ChatReceived,
+    ParticipantChanged,
+    ParticipantInfo,
+    ParticipantJoined,
+    ParticipantLeft,
+    TrackKind,
+)
+from auralink.errors import (
+    AuralinkError,
+    CallError,
+    ConfigError,
+    RemoteProtocolError,
+    RoomClosed,
+    RoomError,
+    UnsupportedAudio,
+)
 
 if TYPE_CHECKING:
     from aiortc import MediaStreamTrack
@@ -86,10 +136,18 @@ __all__ = [
     "CallAgentSession",
     "ChatNote",
     "Question",
+    "ROOM_POSTED",
     "Request",
     "RoomAgentSession",
+    "RoomSessionConfig",
+    "SeatAction",
+    "Seated",
     "SessionConfig",
+    "SpeakerSeats",
     "SummaryRequest",
+    "Unseated",
+    "Waitlisted",
+    "fit_chat",
     "parse_request",
     "serve_calls",
     "speaking_track",
@@ -474,62 +532,474 @@ class CallAgentSession:
                 self._voice(frame)
 
 
-# -- rooms ----------------------------------------------------------------------------------------
-class RoomAgentSession:
-    """An :class:`~auralink.agents.Agent` as a participant of a room (``mesh.join_room``): chat questions and notes.
+# -- rooms: who gets a recogniser (a pure core) ---------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Seated:
+    """A speaker got one of the recognisers: subscribe to their audio and caption it."""
 
-    Every chat message from another participant is a request (:func:`parse_request`): a
-    question (``/ask ...`` or the JSON form) is answered in the room's chat, ``/summary`` posts
-    the summary so far, and anything else is a chat note for the transcript. The agent only
-    reads and writes chat here: a room forwards each publisher's audio as a track of its own,
-    and the agent's pump hears one stream, so captions of a room's audio are not wired yet.
+    speaker: str
+    """The participant (its AuraID, as text)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unseated:
+    """A seated speaker stopped publishing audio, was muted or left: stop hearing them (the seat frees when done)."""
+
+    speaker: str
+    """The participant."""
+
+
+@dataclass(frozen=True, slots=True)
+class Waitlisted:
+    """A speaker publishes audio but every recogniser is taken: not captioned until one frees up."""
+
+    speaker: str
+    """The participant."""
+    position: int
+    """Their place in the line, 1 for the next to be seated."""
+
+
+SeatAction = Seated | Unseated | Waitlisted
+"""What :class:`SpeakerSeats` asks its adapter to do."""
+
+
+class SpeakerSeats:
+    """Which of a room's audio publishers get one of ``limit`` recognisers: a pure core, no I/O and no clock.
+
+    The policy is first come, first seated: speakers are seated in the order they started
+    publishing audio (unmuted); when every seat is taken, later ones wait in line (one
+    :class:`Waitlisted` each) and the longest waiting takes the next seat that frees. A seat is
+    held until its adapter reports the speaker's stream :meth:`finished` (the final utterance
+    flushed), so no more than ``limit`` recognisers ever run. A speaker whose stream failed
+    (the SFU refused the subscription...) is not seated again until its state changes.
     """
 
-    def __init__(self, room: Any, agent: Agent) -> None:
+    def __init__(self, limit: int) -> None:
+        """``limit`` seats (1 to 64)."""
+        if not 1 <= limit <= 64:
+            raise ConfigError(f"a room agent hears 1 to 64 speakers at once, not {limit}", "max_speakers")
+        self.limit = limit
+        """How many speakers are captioned at once."""
+        self._order: dict[str, int] = {}
+        self._arrivals = itertools.count()
+        self._seated: set[str] = set()
+        self._ending: set[str] = set()
+        self._refused: set[str] = set()
+        self._told: set[str] = set()
+
+    @property
+    def seated(self) -> frozenset[str]:
+        """The speakers holding a seat (including those whose stream is ending)."""
+        return frozenset(self._seated)
+
+    @property
+    def waiting(self) -> tuple[str, ...]:
+        """The speakers in line for a seat, next first."""
+        return tuple(s for s in self._wanting() if s not in self._seated)
+
+    def update(self, speaker: str, speaking: bool) -> list[SeatAction]:
+        """``speaker`` now publishes unmuted audio (``speaking``), or not (stopped, muted, left)."""
+        if speaking:
+            if speaker not in self._order:
+                self._order[speaker] = next(self._arrivals)
+            self._refused.discard(speaker)
+            return self._fill()
+        self._order.pop(speaker, None)
+        self._refused.discard(speaker)
+        self._told.discard(speaker)
+        if speaker in self._seated and speaker not in self._ending:
+            self._ending.add(speaker)
+            return [Unseated(speaker)]
+        return []
+
+    def finished(self, speaker: str, *, failed: bool = False) -> list[SeatAction]:
+        """``speaker``'s stream ended (``failed``: it could not be heard); its seat is free."""
+        self._seated.discard(speaker)
+        self._ending.discard(speaker)
+        if failed and speaker in self._order:
+            self._refused.add(speaker)
+        return self._fill()
+
+    def _wanting(self) -> list[str]:
+        return [s for s in sorted(self._order, key=self._order.__getitem__) if s not in self._refused]
+
+    def _fill(self) -> list[SeatAction]:
+        actions: list[SeatAction] = []
+        waiting = 0
+        for speaker in self._wanting():
+            if speaker in self._seated:
+                continue
+            if len(self._seated) < self.limit:
+                self._seated.add(speaker)
+                self._told.discard(speaker)
+                actions.append(Seated(speaker))
+                continue
+            waiting += 1
+            if speaker not in self._told:
+                self._told.add(speaker)
+                actions.append(Waitlisted(speaker, waiting))
+        return actions
+
+
+# -- rooms: the session ---------------------------------------------------------------------------
+ROOM_POSTED = frozenset({"CaptionFinalised", "Flagged", "Answered", "Summarised", "Degraded"})
+"""The agent events posted in a room's chat by default: no drafts (people read that chat too)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSessionConfig:
+    """How the agent behaves in one room."""
+
+    max_speakers: int = 4
+    """Speakers captioned at once, one recogniser each (pocketsphinx: 90 MB, 0.13 of a core while one talks)."""
+    post: frozenset[str] = ROOM_POSTED
+    """The event type names posted in the room's chat."""
+    audio_queue: int = 500
+    """Received 20 ms frames of one speaker that may wait for the agent before the oldest is dropped."""
+    silence_after: float = 0.5
+    """Seconds without a frame from a speaker after which the stream counts as silent (ends an utterance)."""
+    names: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Labels for participants (AuraID text to name); others are labelled by handle, if resolved, or AuraID."""
+    resolve_timeout: float = 1.0
+    """Seconds to look up a participant's handle (``mesh.resolve``) for its label; 0 turns the lookup off."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_speakers <= 64:
+            raise ConfigError("RoomSessionConfig.max_speakers must be from 1 to 64", "max_speakers")
+        if not 1 <= self.audio_queue <= 30_000:
+            raise ConfigError("RoomSessionConfig.audio_queue must be from 1 to 30000 frames", "audio_queue")
+        if not 0.1 <= self.silence_after <= 10:
+            raise ConfigError("RoomSessionConfig.silence_after must be from 0.1 to 10 seconds", "silence_after")
+        if not 0 <= self.resolve_timeout <= 30:
+            raise ConfigError("RoomSessionConfig.resolve_timeout must be from 0 to 30 seconds", "resolve_timeout")
+
+
+def fit_chat(message: dict[str, Any], limit: int) -> str | None:
+    """``message`` as JSON of at most ``limit`` UTF-8 bytes, or None if it cannot be made to fit.
+
+    A message that is too long loses its lists (``words``, ``sources``, ``highlights``...),
+    then has its longest texts cut (ending in ``...``), and says ``"truncated": true``.
+    """
+    text = json.dumps(message, ensure_ascii=False)
+    if len(text.encode()) <= limit:
+        return text
+    message = {key: [] if isinstance(value, list | tuple) else value for key, value in message.items()}
+    message["truncated"] = True
+    for _ in range(8):
+        text = json.dumps(message, ensure_ascii=False)
+        over = len(text.encode()) - limit
+        if over <= 0:
+            return text
+        strings = [key for key, value in message.items() if isinstance(value, str) and key != "type"]
+        if not strings:
+            return None
+        longest = max(strings, key=lambda key: len(message[key].encode()))
+        raw = message[longest].encode()
+        keep = len(raw) - over - 16  # escapes may make the JSON longer than the text: cut a little more
+        if keep <= 0:
+            message[longest] = ""
+            continue
+        message[longest] = raw[:keep].decode(errors="ignore") + "..."
+    return None
+
+
+@dataclass(eq=False)
+class _Hearing:
+    """One seated speaker: the subscription to their audio, once made."""
+
+    speaker: str
+    subscription: Any = None
+    stopping: bool = False
+
+
+class RoomAgentSession:
+    """An :class:`~auralink.agents.Agent` as a participant of a room (``mesh.join_room``): captions per speaker, chat.
+
+    See the module docstring ("Rooms"). :meth:`run` serves until we are out of the room.
+    ``recognizers`` makes a recogniser for each further speaker (the agent's own hears the
+    first); by default the agent's recogniser's ``fresh()`` (pocketsphinx and router
+    recognisers have one).
+    """
+
+    def __init__(
+        self,
+        room: Any,
+        agent: Agent,
+        *,
+        config: RoomSessionConfig | None = None,
+        recognizers: Callable[[], StreamingRecognizer] | None = None,
+    ) -> None:
         """Join ``agent`` to ``room`` (a :class:`~auralink.calls.Room` the caller has entered)."""
         self.room = room
         """The room."""
         self.agent = agent
         """The agent."""
+        self.config = config or RoomSessionConfig()
+        """How it behaves."""
+        factory = recognizers or getattr(agent.recognizer, "fresh", None)
+        if factory is None and self.config.max_speakers > 1:
+            raise ConfigError(
+                f"{type(agent.recognizer).__name__} has no fresh(): give recognizers=... (one per speaker) "
+                "or RoomSessionConfig(max_speakers=1)",
+                "recognizers",
+            )
+        self.seats = SpeakerSeats(self.config.max_speakers)
+        """Who is captioned and who waits."""
+        self.posted = 0
+        """Messages posted in the room's chat so far."""
+        self.unposted = 0
+        """Events that could not be posted (out of the room, no ``publish_data``, too large, too many waiting)."""
         self.rejected = 0
         """Chat requests refused so far."""
+        self.dropped = 0
+        """Received audio frames dropped because the agent fell :attr:`RoomSessionConfig.audio_queue` behind."""
+        self._factory: Callable[[], StreamingRecognizer] | None = factory
+        self._pool: list[StreamingRecognizer] = [agent.recognizer]
+        self._warm: set[int] = set()
+        self._hearing: dict[str, _Hearing] = {}
+        self._pumps: set[asyncio.Task[None]] = set()
+        self._labels: dict[str, str] = dict(self.config.names)
+        self._tasks: asyncio.TaskGroup | None = None
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self._requests: asyncio.Queue[tuple[Any, str] | None] = asyncio.Queue()
+        self._closing = False
+
+    def __repr__(self) -> str:
+        return f"<RoomAgentSession room={self.room.room!r} seated={len(self.seats.seated)} agent={self.agent!r}>"
 
     async def run(self) -> Summarised:
-        """Serve the room's chat until we are out of the room; the summary of what was said."""
-        from auralink.calls.room_messages import ChatReceived  # noqa: PLC0415
-        from auralink.errors import RoomClosed  # noqa: PLC0415
+        """Serve the room until we are out of it; the summary of what was said and written."""
+        remove = self.agent.add_listener(self._on_event)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
+                poster = tasks.create_task(self._post_all())
+                requests = tasks.create_task(self._serve_requests())
+                self._post(
+                    {
+                        "type": "AgentJoined",
+                        "agent": str(self.room.me),
+                        "name": self.agent.config.name,
+                        "session_id": self.agent.config.session_id,
+                        "accepts": ["ask", "chat", "summarise"],
+                        "speaks": False,
+                        "llm": self.agent.llm_configured,
+                        "max_speakers": self.seats.limit,
+                    }
+                )
+                for info in list(self.room.participants.values()):
+                    self._seen(info)
+                await self._follow()
+                self._closing = True  # out of the room: no more seats, every subscription has ended
+                self._requests.put_nowait(None)
+                await requests
+                while self._pumps:  # each speaker's open utterance is flushed into the transcript
+                    await asyncio.wait(set(self._pumps))
+                summary = await self.agent.summarise()
+                self._outbox.put_nowait(None)
+                await poster
+        finally:
+            self._tasks = None
+            remove()
+        return summary
 
+    # -- room events -----------------------------------------------------------------------------
+    async def _follow(self) -> None:
         while True:
             try:
                 event = await self.room.next_event()
             except RoomClosed:
-                break
-            if not isinstance(event, ChatReceived):
-                continue
-            sender = str(event.sender)
+                return
+            if isinstance(event, ParticipantJoined | ParticipantChanged):
+                self._seen(event.info)
+            elif isinstance(event, ParticipantLeft):
+                self._apply(self.seats.update(str(event.aura_id), False))
+            elif isinstance(event, ChatReceived):
+                self._requests.put_nowait((event.sender, event.text))
+
+    def _seen(self, info: ParticipantInfo) -> None:
+        if info.aura_id == self.room.me:  # our own changes come as events too
+            return
+        speaking = info.publishes(TrackKind.AUDIO) and not info.muted
+        self._apply(self.seats.update(str(info.aura_id), speaking))
+
+    def _apply(self, actions: list[SeatAction]) -> None:
+        assert self._tasks is not None
+        for action in actions:
+            if isinstance(action, Seated):
+                if self._closing:
+                    continue
+                hearing = self._hearing[action.speaker] = _Hearing(action.speaker)
+                recognizer = self._pool.pop() if self._pool else self._new_recognizer()
+                pump = self._tasks.create_task(self._hear(hearing, recognizer))
+                self._pumps.add(pump)
+                pump.add_done_callback(self._pumps.discard)
+            elif isinstance(action, Unseated):
+                unseated = self._hearing.get(action.speaker)
+                if unseated is not None:
+                    unseated.stopping = True
+                    if unseated.subscription is not None:
+                        self._tasks.create_task(self._unsubscribe(unseated.speaker))
+            else:
+                label = self._labels.get(action.speaker, action.speaker)
+                self.agent.report_degraded(
+                    "captions",
+                    f"{label} is not captioned: all {self.seats.limit} recognisers are taken "
+                    f"(number {action.position} in line for the next free one)",
+                )
+
+    def _new_recognizer(self) -> StreamingRecognizer:
+        assert self._factory is not None  # max_speakers > 1, checked at construction
+        return self._factory()
+
+    # -- audio in: one stream per seated speaker --------------------------------------------------
+    async def _hear(self, hearing: _Hearing, recognizer: StreamingRecognizer) -> None:
+        """Subscribe to one speaker's audio and caption it until it ends; then free the seat."""
+        from auralink.identity import AuraID  # noqa: PLC0415
+
+        failed = False
+        try:
+            publisher = AuraID.parse(hearing.speaker)
             try:
-                request = parse_request(event.text)
-                if isinstance(request, Question):
-                    answered = await self.agent.ask(request.text, asker=sender)
-                    await self._say(answered.answer)
-                elif isinstance(request, ChatNote):
-                    await self.agent.note(request.text, sender)
-                else:
-                    await self._say((await self.agent.summarise()).text)
+                hearing.subscription = await self.room.subscribe(publisher, kind="audio")
             except RoomClosed:
-                break
-            except AuralinkError as exc:  # a bad request, or a chat we may not send: never raised into the app
+                return
+            except RoomError as exc:  # refused (no subscribe grant, slots full, stopped publishing meanwhile)
+                failed = True
+                self.agent.report_degraded("captions", f"cannot hear {hearing.speaker[:12]}: {exc}")
+                return
+            if hearing.stopping:  # unseated while subscribing
+                await self._unsubscribe(hearing.speaker)
+            queue: asyncio.Queue[ArrivedFrame | None] = asyncio.Queue()
+            assert self._tasks is not None
+            self._tasks.create_task(self._receive(hearing.subscription, queue))
+            label = await self._label(publisher)
+            await self._warm_up(recognizer)
+            try:
+                await self.agent.listen(self._speech(queue), speaker=label, recognizer=recognizer)
+            except AuralinkError as exc:  # this speaker's audio cannot be heard: never raised into the room
+                failed = True
+                self.agent.report_degraded("captions", f"stopped hearing {label}: {type(exc).__name__}: {exc}")
+                await self._unsubscribe(hearing.speaker)
+        finally:
+            self._pool.append(recognizer)
+            self._hearing.pop(hearing.speaker, None)
+            self._apply(self.seats.finished(hearing.speaker, failed=failed))
+
+    async def _receive(self, subscription: Any, queue: asyncio.Queue[ArrivedFrame | None]) -> None:
+        """Stamp each frame with the agent's clock as it is delivered; None when the subscription ends."""
+        clock = self.agent.clock
+        try:
+            async for frame in subscription:
+                if queue.qsize() >= self.config.audio_queue:
+                    queue.get_nowait()
+                    self.dropped += 1
+                queue.put_nowait(ArrivedFrame(frame, clock()))
+        finally:
+            queue.put_nowait(None)
+
+    async def _speech(self, queue: asyncio.Queue[ArrivedFrame | None]) -> AsyncIterator[object]:
+        """The speaker's frames; a stream that stops dead (muted, a file that ended) is followed by silence.
+
+        An endpointer ends an utterance on silence it hears, so when no frame has come for
+        :attr:`RoomSessionConfig.silence_after` seconds, the hangover's worth of silence (and a
+        frame more) is fed once, which ends the open utterance; then it waits for the next frame.
+        """
+        clock = self.agent.clock
+        gap = self.config.silence_after
+        silence = bytes(2 * round((self.agent.config.vad.hangover_seconds + 0.1) * AGENT_SAMPLE_RATE))
+        filled = True  # nothing to end before the first frame
+        while True:
+            try:
+                async with asyncio.timeout(None if filled else gap):
+                    item = await queue.get()
+            except TimeoutError:
+                filled = True
+                yield ArrivedFrame(PcmFrame(silence, AGENT_SAMPLE_RATE), clock())
+                continue
+            if item is None:
+                return
+            filled = False
+            yield item
+
+    async def _warm_up(self, recognizer: StreamingRecognizer) -> None:
+        if id(recognizer) in self._warm:
+            return
+        self._warm.add(id(recognizer))
+        warm_up = getattr(recognizer, "warm_up", None)
+        if warm_up is not None:
+            with contextlib.suppress(AuralinkError):  # a missing engine degrades in the agent itself
+                await warm_up(AGENT_SAMPLE_RATE)
+
+    async def _unsubscribe(self, speaker: str) -> None:
+        from auralink.identity import AuraID  # noqa: PLC0415
+
+        with contextlib.suppress(RoomError):  # already ended by the SFU, or we are out of the room
+            await self.room.unsubscribe(AuraID.parse(speaker), "audio")
+
+    async def _label(self, participant: Any) -> str:
+        """A participant's label: a configured name, else its handle if resolved in time, else its AuraID."""
+        key = str(participant)
+        known = self._labels.get(key)
+        if known is not None:
+            return known
+        label = key
+        if self.config.resolve_timeout > 0:
+            try:
+                async with asyncio.timeout(self.config.resolve_timeout):
+                    resolution = await self.room.mesh.resolve(participant)
+            except (AuralinkError, TimeoutError, OSError) as exc:
+                logger.debug("room %s: no handle for %s: %s", self.room.room, key[:10], exc)
+            else:
+                if resolution.handle and resolution.aura_id == participant:
+                    label = resolution.handle
+        return self._labels.setdefault(key, label)
+
+    # -- chat out ---------------------------------------------------------------------------------
+    def _on_event(self, event: AgentEvent) -> None:
+        if type(event).__name__ in self.config.post:
+            self._post(event_to_json(event))
+
+    def _post(self, message: dict[str, Any]) -> None:
+        text = fit_chat(message, MAX_CHAT)
+        if text is None or self._outbox.qsize() >= _OUTBOX:
+            self.unposted += 1
+            logger.info("room %s: a %s message was not posted", self.room.room, message.get("type"))
+            return
+        self._outbox.put_nowait(text)
+
+    async def _post_all(self) -> None:
+        """Send the outbox in order (each chat waits for the SFU's reply)."""
+        while (text := await self._outbox.get()) is not None:
+            try:
+                await self.room.send_chat(text)
+            except RoomError as exc:  # out of the room, or no publish_data: the listeners still had it
+                self.unposted += 1
+                logger.debug("room %s: chat not sent: %s", self.room.room, exc)
+                continue
+            self.posted += 1
+
+    # -- chat in ----------------------------------------------------------------------------------
+    async def _serve_requests(self) -> None:
+        """Serve chat requests one at a time, in order: questions, notes, summaries."""
+        while (item := await self._requests.get()) is not None:
+            sender, text = item
+            label = await self._label(sender)
+            try:
+                request = parse_request(text)
+                if isinstance(request, Question):
+                    await self.agent.ask(request.text, asker=label)
+                elif isinstance(request, ChatNote):
+                    await self.agent.note(request.text, label)
+                else:
+                    await self.agent.summarise()
+            except AuralinkError as exc:  # a bad request (or another agent's output): never raised into the app
                 self.rejected += 1
-                logger.info("room %s: request from %s not served: %s", self.room.room, sender[:10], exc)
-        return await self.agent.summarise()
+                logger.info("room %s: request from %s not served: %s", self.room.room, label[:12], exc)
 
-    async def _say(self, text: str) -> None:
-        from auralink.calls.room_messages import MAX_CHAT  # noqa: PLC0415
 
-        encoded = text.encode()
-        if len(encoded) > MAX_CHAT:
-            text = encoded[: MAX_CHAT - 3].decode(errors="ignore") + "..."
-        await self.room.send_chat(text)
+_OUTBOX = 256
+"""Chat messages that may wait to be sent before new ones are dropped."""
 
 
 async def serve_calls(
