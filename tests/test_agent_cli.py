@@ -141,6 +141,10 @@ def test_agent_run_needs_one_mode_and_its_own_options(capsys: pytest.CaptureFixt
     assert code == 1 and "ask on the data channel" in err
     code, _, err = run(capsys, "agent", "run", "--room", "r", "--sfu", "x", "--grant", "zz")
     assert code == 1 and "--grant: not a grant in hex" in err
+    code, _, err = run(capsys, "agent", "run", "--input", str(CLIP), "--max-speakers", "2")
+    assert code == 1 and "--max-speakers go with --room" in err
+    code, _, err = run(capsys, "agent", "run", "--room", "r", "--sfu", "x", "--grant", "00", "--speaker", "ann")
+    assert code == 1 and "--speaker goes with --input or --answer" in err
 
 
 def speech_wav(path: Path) -> Path:
@@ -210,7 +214,7 @@ async def test_agent_run_answer_captions_a_call_and_answers_on_its_data_channel(
 
 @needs_calls
 @needs_candidates
-async def test_agent_run_room_answers_questions_in_the_rooms_chat(tmp_path: Path) -> None:
+async def test_agent_run_room_captions_a_speaker_and_answers_questions_in_the_rooms_chat(tmp_path: Path) -> None:
     home = tmp_path / "cohost"
     done = cli(home, "init", "--handle", "cohost", "--json")
     assert done.returncode == 0, done.stderr
@@ -227,30 +231,52 @@ async def test_agent_run_room_answers_questions_in_the_rooms_chat(tmp_path: Path
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
         )  # fmt: skip
         assert agent.stdout is not None
+        source = FileSource(speech_wav(tmp_path / "said.wav"))
         try:
             ready = await read_json_line(agent.stdout)
-            assert (ready["type"], ready["agent"], ready["captions"]) == ("AgentReady", cohost, False)
+            assert (ready["type"], ready["agent"], ready["captions"], ready["max_speakers"]) == (
+                "AgentReady",
+                cohost,
+                True,
+                4,
+            )
             bob_grant = await owner.grant(room, bob.identity.aura_id, Capability.participant() | Capability.ADMIN)
             async with bob.join_room(owner.identity.aura_id, bob_grant) as joined:
+
+                async def from_agent(kind: str) -> dict[str, Any]:
+                    async with asyncio.timeout(40):
+                        while True:
+                            event = await joined.next_event()
+                            if isinstance(event, ChatReceived) and str(event.sender) == cohost:
+                                message: dict[str, Any] = json.loads(event.text)
+                                if message["type"] == kind:
+                                    return message
+
+                assert source.audio is not None
+                await joined.publish(source.audio)
                 await joined.send_chat("We decided to ship the beta on Tuesday.")
+                caption = await from_agent("CaptionFinalised")
                 await joined.send_chat("/ask when do we ship the beta?")
-                async with asyncio.timeout(30):
-                    while True:
-                        event = await joined.next_event()
-                        if isinstance(event, ChatReceived) and str(event.sender) == cohost:
-                            break
-                assert "Tuesday" in event.text
+                answer = await from_agent("Answered")
+                assert "Tuesday" in answer["answer"]
                 await joined.kick(AuraID.parse(cohost), "meeting over")
             async with asyncio.timeout(60):
                 out, err = await agent.communicate()
         finally:
+            source.close()
             if agent.returncode is None:
                 agent.kill()
                 await agent.wait()
     assert agent.returncode == 0, err.decode()
-    assert b"does not hear a room's audio yet" in err
+    assert b"captioning up to 4 speakers" in err and b"left room standup: 2 lines heard" in err
+    bob_id = str(bob.identity.aura_id)
+    assert caption["speaker"] in (bob_id, "@bob.aura") and word_errors(REFERENCE, caption["text"]).wer < CLIP_WER_LIMIT
     lines = [json.loads(line) for line in out.decode().splitlines()]
     assert all(line["room"] == "standup" for line in lines)
+    (final,) = [line for line in lines if line["type"] == "CaptionFinalised"]
+    assert final["text"] == caption["text"]
     answered = next(line for line in lines if line["type"] == "Answered")
-    assert answered["asker"] == str(bob.identity.aura_id) and answered["found"]
-    assert lines[-1]["type"] == "Summarised" and lines[-1]["decisions"] == ["We decided to ship the beta on Tuesday."]
+    assert answered["asker"] == caption["speaker"] and answered["found"]
+    summary = lines[-1]
+    assert summary["type"] == "Summarised" and summary["decisions"] == ["We decided to ship the beta on Tuesday."]
+    assert caption["text"] in summary["highlights"]

@@ -19,9 +19,10 @@ one, answers and summaries are extractive and say so.
 ``agent run --answer`` and ``--room`` put the agent on the mesh, as this home's identity (the
 daemon's if one runs, else an embedded node): ``--answer`` answers calls with
 :func:`auralink.agents.incall.serve_calls` (each line carries the ``call`` id), ``--room`` joins a
-room with :class:`auralink.agents.incall.RoomAgentSession` and answers ``/ask`` questions in its
-chat. The first line is ``{"type": "AgentReady", "agent": AURAID, ...}``, so a script knows
-whom to call.
+room with :class:`auralink.agents.incall.RoomAgentSession`: it captions each publisher's audio
+(up to ``--max-speakers`` at once, one recogniser each), posts its events in the room's chat as
+JSON, and answers ``/ask`` questions there (each line carries the ``room``). The first line is
+``{"type": "AgentReady", "agent": AURAID, ...}``, so a script knows whom to call or grant.
 """
 
 from __future__ import annotations
@@ -204,6 +205,10 @@ def agent_run(  # noqa: PLR0917 - typer maps each option to a parameter
     room: Annotated[str | None, typer.Option("--room", help="Join this room (its name) as a participant.")] = None,
     sfu: Annotated[str | None, typer.Option("--sfu", help="With --room: the AuraID of the node serving it.")] = None,
     grant: Annotated[str | None, typer.Option("--grant", help="With --room: our grant, in hex.")] = None,
+    max_speakers: Annotated[
+        int | None,
+        typer.Option("--max-speakers", min=1, max=64, help="With --room: speakers captioned at once [default: 4]."),
+    ] = None,
     addr: Annotated[
         list[str] | None,
         typer.Option("--addr", help="With --room: an address of the SFU node (repeatable).", metavar="HOST:PORT"),
@@ -230,8 +235,8 @@ def agent_run(  # noqa: PLR0917 - typer maps each option to a parameter
 
     With --input it hears a WAV file. With --answer it answers calls to this node (its own
     AuraID): it captions the caller's audio, takes questions and chat on the data channel,
-    speaks its answers and summarises each call at hang-up. With --room it joins a room and
-    answers questions in its chat.
+    speaks its answers and summarises each call at hang-up. With --room it joins a room,
+    captions each speaker's audio and answers questions in its chat.
     """
     modes = [name for name, on in (("--input", input_ is not None), ("--answer", answer), ("--room", room)) if on]
     if len(modes) > 1:
@@ -246,8 +251,10 @@ def agent_run(  # noqa: PLR0917 - typer maps each option to a parameter
         raise ConfigError("--count goes with --answer", "count")
     if room is not None and (sfu is None or grant is None):
         raise ConfigError("--room needs --sfu (the AuraID of the node serving it) and --grant (hex)", "room")
-    if (sfu is not None or grant is not None or addr) and room is None:
-        raise ConfigError("--sfu, --grant and --addr go with --room", "room")
+    if (sfu is not None or grant is not None or addr or max_speakers is not None) and room is None:
+        raise ConfigError("--sfu, --grant, --addr and --max-speakers go with --room", "room")
+    if speaker is not None and room is not None:
+        raise ConfigError("--speaker goes with --input or --answer (in a room, each participant speaks)", "speaker")
     if (memory is None) != (owner is None):
         raise ConfigError("--memory and --owner go together (the AuraID whose memory it is)", "memory")
     if (answer or room is not None) and (ask or realtime):
@@ -284,7 +291,17 @@ def agent_run(  # noqa: PLR0917 - typer maps each option to a parameter
         assert sfu is not None and grant is not None
         home = ctx.find_root().obj.root
         asyncio.run(
-            _join_room(home, listen, make, room=room, sfu=sfu, grant_hex=grant, addresses=addr or [], session=session)
+            _join_room(
+                home,
+                listen,
+                make,
+                room=room,
+                sfu=sfu,
+                grant_hex=grant,
+                addresses=addr or [],
+                session=session,
+                max_speakers=max_speakers or 4,
+            )
         )
         return
     assert input_ is not None
@@ -342,10 +359,11 @@ async def _join_room(
     grant_hex: str,
     addresses: list[str],
     session: str | None,
+    max_speakers: int,
 ) -> None:
     import auralink  # noqa: PLC0415
     from auralink.agents.events import event_to_json  # noqa: PLC0415
-    from auralink.agents.incall import RoomAgentSession  # noqa: PLC0415
+    from auralink.agents.incall import RoomAgentSession, RoomSessionConfig  # noqa: PLC0415
     from auralink.calls.grants import decode_grant  # noqa: PLC0415
     from auralink.errors import RemoteProtocolError  # noqa: PLC0415
     from auralink.identity import AuraID  # noqa: PLC0415
@@ -362,12 +380,26 @@ async def _join_room(
             await mesh.dial(sfu_id, addresses)
         agent: Agent = (await make(stack))(session or room, False)
         agent.add_listener(lambda event: _line({"room": room, **event_to_json(event)}))
+        config = RoomSessionConfig(max_speakers=max_speakers)
         async with mesh.join_room(sfu_id, grant) as joined:
-            _line({"type": "AgentReady", "agent": str(mesh.identity.aura_id), "room": room, "captions": False})
+            session_ = RoomAgentSession(joined, agent, config=config)
+            _line(
+                {
+                    "type": "AgentReady",
+                    "agent": str(mesh.identity.aura_id),
+                    "room": room,
+                    "captions": True,
+                    "max_speakers": max_speakers,
+                }
+            )
             typer.echo(
-                f"joined room {room} as {mesh.identity.aura_id}: answering /ask questions in its chat. "
-                "No captions here: the agent does not hear a room's audio yet (rooms forward each speaker's "
-                "audio as its own track, and the agent hears one stream); use --answer for captions in a call",
+                f"joined room {room} as {mesh.identity.aura_id}: captioning up to {max_speakers} speakers at once "
+                "(others wait for a free recogniser) and answering /ask questions in its chat",
                 err=True,
             )
-            await RoomAgentSession(joined, agent).run()
+            await session_.run()  # its summary is the last line
+        typer.echo(
+            f"left room {room}: {len(agent.transcript)} lines heard, {session_.posted} messages posted"
+            + (f", {session_.dropped} audio frames dropped" if session_.dropped else ""),
+            err=True,
+        )
