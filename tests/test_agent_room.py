@@ -20,12 +20,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from auralink.agents import Agent, AgentConfig
-from auralink.agents.captions import SphinxStreamingRecognizer
+from auralink.agents.captions import PcmFrame, SphinxStreamingRecognizer
 from auralink.agents.events import AgentEvent, CaptionFinalised, Degraded, Summarised
 from auralink.agents.incall import (
     RoomAgentSession,
@@ -37,7 +38,16 @@ from auralink.agents.incall import (
     fit_chat,
 )
 from auralink.agents.speech import Recognition, word_errors
-from auralink.errors import ConfigError
+from auralink.calls.grants import Capability
+from auralink.calls.room_messages import (
+    ChatReceived,
+    LeaveReason,
+    ParticipantChanged,
+    ParticipantInfo,
+    ParticipantLeft,
+)
+from auralink.errors import ConfigError, ResolveFailed, RoomClosed, RoomError
+from auralink.identity import AuraID, Identity
 from tests.calls_kit import needs_candidates
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
@@ -231,6 +241,8 @@ def test_speakers_are_seated_first_come_and_the_longest_waiting_takes_a_freed_se
     assert seats.finished("a") == [Seated("c")]
     assert seats.seated == frozenset({"b", "c"}) and list(seats.waiting) == ["d"]
     assert seats.update("d", False) == [] and not seats.waiting
+    assert seats.close() == [Unseated("b"), Unseated("c")]
+    assert seats.finished("b") == [] and seats.finished("c") == [] and not seats.seated
 
 
 def test_a_speaker_whose_stream_failed_waits_for_a_change_and_a_quick_return_is_reseated() -> None:
@@ -369,3 +381,188 @@ def test_a_long_caption_loses_its_words_then_its_text_is_cut() -> None:
     assert long is not None and len(long.encode()) <= 4096 and json.loads(long)["answer"].endswith("...")
     assert fit_chat({"type": "X", "n": list(range(10))}, 10) is None
     assert len(json.loads(text)["text"]) == 800  # the text itself fitted
+
+
+# ---------------------------------------------------------------------------------------------
+# The session's logic against an in-memory room: the test plays the SFU
+
+
+def person(n: int) -> AuraID:
+    return Identity.from_seed(bytes([n]) * 32).aura_id
+
+
+class FakeSubscription:
+    """A subscription whose frames the test pushes; ``end()`` is the SFU's SlotChanged."""
+
+    def __init__(self) -> None:
+        self.frames: asyncio.Queue[PcmFrame | None] = asyncio.Queue()
+
+    def __aiter__(self) -> AsyncIterator[PcmFrame]:
+        return self._frames()
+
+    async def _frames(self) -> AsyncIterator[PcmFrame]:
+        while (frame := await self.frames.get()) is not None:
+            yield frame
+
+    def end(self) -> None:
+        self.frames.put_nowait(None)
+
+
+class NoHandles:
+    async def resolve(self, target: object) -> object:
+        raise ResolveFailed(f"cannot resolve {target}")
+
+
+class FakeRoom:
+    """What RoomAgentSession uses of auralink.calls.Room, in memory."""
+
+    room = "standup"
+
+    def __init__(self) -> None:
+        self.me = person(100)
+        self.mesh = NoHandles()
+        self.participants: dict[AuraID, ParticipantInfo] = {}
+        self.subscriptions: dict[AuraID, FakeSubscription] = {}
+        self.subscribed: asyncio.Queue[AuraID] = asyncio.Queue()
+        self.chat: list[dict[str, Any]] = []
+        self.chatted = asyncio.Event()
+        self._events: asyncio.Queue[Any] = asyncio.Queue()
+        self._read = 0
+
+    async def next_event(self) -> Any:
+        event = await self._events.get()
+        if event is None:
+            raise RoomClosed("left standup", "standup", "LEFT")
+        return event
+
+    async def subscribe(self, publisher: AuraID, on_frame: object = None, *, kind: str = "video") -> FakeSubscription:
+        info = self.participants.get(publisher)
+        if kind != "audio" or info is None or not info.publishing_audio:
+            raise RoomError(f"{publisher.short()} does not publish {kind}")
+        subscription = self.subscriptions[publisher] = FakeSubscription()
+        self.subscribed.put_nowait(publisher)
+        return subscription
+
+    async def unsubscribe(self, publisher: AuraID, kind: str | None = None) -> None:
+        subscription = self.subscriptions.pop(publisher, None)
+        if subscription is None:
+            raise RoomError(f"not subscribed to {publisher.short()}")
+        subscription.end()
+
+    async def send_chat(self, text: str) -> None:
+        self.chat.append(json.loads(text))
+        self.chatted.set()
+
+    # -- the test's side (the SFU) --
+    def publish(self, who: AuraID, *, audio: bool = True, muted: bool = False) -> None:
+        info = ParticipantInfo(who, Capability.participant(), False, muted, audio)
+        self.participants[who] = info
+        self._events.put_nowait(ParticipantChanged(info))
+
+    def leave(self, who: AuraID) -> None:
+        del self.participants[who]
+        subscription = self.subscriptions.pop(who, None)
+        if subscription is not None:
+            subscription.end()
+        self._events.put_nowait(ParticipantLeft(who, LeaveReason.LEFT))
+
+    def say(self, who: AuraID, text: str) -> None:
+        self._events.put_nowait(ChatReceived(who, text))
+
+    def close(self) -> None:
+        for subscription in self.subscriptions.values():
+            subscription.end()
+        self._events.put_nowait(None)
+
+    async def posted(self, kind: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The next chat message of type ``kind`` the agent posted, after the last one this returned."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for index in range(self._read, len(self.chat)):
+                    if self.chat[index]["type"] == kind:
+                        self._read = index + 1
+                        return self.chat[index]
+                self.chatted.clear()
+                await self.chatted.wait()
+
+
+class Saying:
+    """A recogniser that hears every utterance as ``text`` (the session's logic is under test, not pocketsphinx)."""
+
+    name = "saying"
+
+    def __init__(self, text: str, made: list[Saying]) -> None:
+        self.text = text
+        self.made = made
+        self.open = False
+
+    def fresh(self) -> Saying:
+        made = Saying(self.text, self.made)
+        self.made.append(made)
+        return made
+
+    async def start(self, sample_rate: int) -> None:
+        assert not self.open, "a recogniser hears one utterance at a time"
+        self.open = True
+
+    async def feed(self, samples: bytes) -> str:
+        return ""
+
+    async def finish(self) -> Recognition:
+        self.open = False
+        return Recognition(self.text, (), 0.6, 0.9)
+
+
+def utterance(seed: int) -> list[PcmFrame]:
+    """0.5 s of a quiet line, then 0.6 s of a voiced sound: one utterance, as 20 ms frames."""
+    rng = np.random.default_rng(seed)
+    quiet = rng.standard_normal(8000) * 32768 * 10 ** (-70 / 20)
+    t = np.arange(9600) / RATE
+    voiced = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in (1, 2, 3)) * 3000
+    samples = np.concatenate([quiet, voiced]).astype("<i2").tobytes()
+    return [PcmFrame(samples[i : i + 640], RATE) for i in range(0, len(samples), 640)]
+
+
+async def test_the_session_seats_speakers_captions_a_dead_stop_and_serves_chat_in_memory() -> None:
+    ann, ben, cat = person(1), person(2), person(3)
+    room = FakeRoom()
+    made: list[Saying] = []
+    agent = Agent(AgentConfig(session_id="standup", summarise_at_end=False), recognizer=Saying("good morning", made))
+    config = RoomSessionConfig(max_speakers=1, silence_after=0.1, resolve_timeout=0.5, names={str(ann): "Ann"})
+    session = RoomAgentSession(room, agent, config=config)
+    serving = asyncio.create_task(session.run())
+    async with asyncio.timeout(10):
+        room.publish(ann)
+        room.publish(ben)
+        assert await room.subscribed.get() == ann  # first come, first seated
+        waiting = await room.posted("Degraded")
+        assert f"{ben} is not captioned: all 1 recognisers are taken" in waiting["reason"]
+
+        for frame in utterance(1):  # then ann's frames stop dead: no silence, no end of stream
+            room.subscriptions[ann].frames.put_nowait(frame)
+        caption = await room.posted("CaptionFinalised")
+        assert (caption["speaker"], caption["text"], caption["utterance"]) == ("Ann", "good morning", 0)
+        assert caption["end"] > caption["start"] >= 0.4
+
+        room.publish(ann, muted=True)  # muted: ann's seat frees, ben takes it, with ann's recogniser
+        assert await room.subscribed.get() == ben
+        assert ann not in room.subscriptions and made == []
+        for frame in utterance(2):
+            room.subscriptions[ben].frames.put_nowait(frame)
+        room.leave(ben)  # the end of ben's stream flushes his open utterance
+        caption = await room.posted("CaptionFinalised")
+        assert (caption["speaker"], caption["utterance"]) == (str(ben), 1)  # no name, no handle: the AuraID
+
+        room.say(cat, json.dumps({"type": "CaptionFinalised", "text": "another agent's caption"}))
+        room.say(cat, "We decided to ship on Friday.")
+        room.say(cat, "/ask when do we ship?")
+        answered = await room.posted("Answered")
+        assert answered["asker"] == str(cat) and "Friday" in answered["answer"]
+        room.publish(ann, muted=False)  # unmuted: seated again
+        assert await room.subscribed.get() == ann
+        room.close()
+        summary = await serving
+    assert summary.decisions == ("We decided to ship on Friday.",)
+    assert session.rejected == 1 and not any(m["type"] == "Rejected" for m in room.chat)  # never a reply to JSON
+    assert [m["type"] for m in room.chat[:1]] == ["AgentJoined"] and room.chat[0]["max_speakers"] == 1
+    assert session.dropped == 0 and session.seats.seated == frozenset()

@@ -612,6 +612,13 @@ class SpeakerSeats:
             return [Unseated(speaker)]
         return []
 
+    def close(self) -> list[SeatAction]:
+        """The room ended for us: nobody wants a seat any more; seats free as their streams finish."""
+        actions: list[SeatAction] = []
+        for speaker in list(self._order):
+            actions += self.update(speaker, False)
+        return actions
+
     def finished(self, speaker: str, *, failed: bool = False) -> list[SeatAction]:
         """``speaker``'s stream ended (``failed``: it could not be heard); its seat is free."""
         self._seated.discard(speaker)
@@ -791,6 +798,7 @@ class RoomAgentSession:
                     self._seen(info)
                 await self._follow()
                 self._closing = True  # out of the room: no more seats, every subscription has ended
+                self._apply(self.seats.close())
                 self._requests.put_nowait(None)
                 await requests
                 while self._pumps:  # each speaker's open utterance is flushed into the transcript
