@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import ipaddress
 import itertools
 import threading
 import time
@@ -26,12 +25,10 @@ import pytest
 
 pytest.importorskip("aiortc")
 
-import ifaddr
 import numpy as np
 from aiortc import MediaStreamTrack, RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
 from av import AudioFrame, VideoFrame
 
-import auralink
 from auralink.calls.grants import Capability, Grant, RoomId
 from auralink.calls.media import tone
 from auralink.calls.room import Room, RoomServer
@@ -48,15 +45,9 @@ from auralink.calls.rtc import _connect_tasks, close_peer_connection
 from auralink.errors import GrantExpired, GrantForged, NotPermitted, RoomClosed, RoomError
 from auralink.identity import Identity
 from auralink.mesh import Mesh
-from tests.calls_kit import call_threads, settled
-from tests.daemons import cli
+from tests.calls_kit import call_threads, embedded_mesh, needs_candidates, settled
 
-if not any(
-    not ipaddress.ip_address((ip.ip if isinstance(ip.ip, str) else ip.ip[0]).split("%")[0]).is_loopback
-    for adapter in ifaddr.get_adapters()
-    for ip in adapter.ips
-):
-    pytest.skip("only loopback here: aioice never offers 127.0.0.1 as a candidate", allow_module_level=True)
+pytestmark = needs_candidates
 
 OWNER = Identity.from_seed(b"\x42" * 32)
 ROOM = RoomId(OWNER.aura_id, "standup")
@@ -141,17 +132,10 @@ class Lab:
         return Room(mesh, self.sfu.identity.aura_id, g or grant(mesh), slots=slots)
 
 
-async def _mesh(tmp_path: Path, name: str) -> AsyncIterator[Mesh]:
-    home = tmp_path / name
-    assert cli(home, "init", "--handle", name).returncode == 0
-    async with auralink.connect(home, backend="embedded", listen=["127.0.0.1:0"]) as mesh:
-        yield mesh
-
-
 @pytest.fixture
 async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
     names = ["sfu", "ann", "ben", "cat", "dan"]
-    generators = [_mesh(tmp_path, name) for name in names]
+    generators = [embedded_mesh(tmp_path, name) for name in names]
     meshes = [await anext(g) for g in generators]
     sfu, people = meshes[0], meshes[1:]
     address = str((await sfu.status())["listen"][0])
