@@ -114,18 +114,17 @@ async def probe_call(
     started = time.monotonic()
     try:
         (await call.track("video")).on_frame(echoed)
-        async with asyncio.timeout(duration):
-            while True:
-                sent = time.monotonic()
-                call.send(f"ping {sent}")
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(DATA_PING_INTERVAL * 4):
-                        while (await call.receive()) != f"ping {sent}":
-                            pass
-                        pings.append((time.monotonic() - sent) * 1000)
-                await asyncio.sleep(max(0.0, sent + DATA_PING_INTERVAL - time.monotonic()))  # pacing the pings
-    except TimeoutError:
-        pass
+        with contextlib.suppress(TimeoutError):  # the call's duration is up
+            async with asyncio.timeout(duration):
+                while True:
+                    sent = time.monotonic()
+                    call.send(f"ping {sent}")
+                    with contextlib.suppress(TimeoutError):  # a lost ping counts as no sample
+                        async with asyncio.timeout(DATA_PING_INTERVAL * 4):
+                            while (await call.receive()) != f"ping {sent}":
+                                continue  # the echo of an earlier, late ping
+                            pings.append((time.monotonic() - sent) * 1000)
+                    await asyncio.sleep(max(0.0, sent + DATA_PING_INTERVAL - time.monotonic()))  # pacing the pings
     finally:
         elapsed = time.monotonic() - started
         await call.hangup()

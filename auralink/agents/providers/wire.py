@@ -565,7 +565,7 @@ def encode_google_recognize(
     media = content_type.split(";", 1)[0].strip().lower()
     config: dict[str, Any] = {"languageCode": language_code, "enableAutomaticPunctuation": True}
     if media in ("audio/wav", "audio/x-wav", "audio/wave"):
-        pass
+        pass  # Google reads the encoding and the rate from the WAV header
     elif media in ("audio/flac", "audio/x-flac"):
         config["encoding"] = "FLAC"
     elif media in ("audio/ogg", "audio/opus"):
