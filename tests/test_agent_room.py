@@ -566,3 +566,43 @@ async def test_the_session_seats_speakers_captions_a_dead_stop_and_serves_chat_i
     assert session.rejected == 1 and not any(m["type"] == "Rejected" for m in room.chat)  # never a reply to JSON
     assert [m["type"] for m in room.chat[:1]] == ["AgentJoined"] and room.chat[0]["max_speakers"] == 1
     assert session.dropped == 0 and session.seats.seated == frozenset()
+
+
+@needs_room
+@needs_candidates
+@needs_pocketsphinx
+async def test_the_agent_speaks_its_answers_into_the_room_when_it_publishes_a_voice(meshes: dict[str, Any]) -> None:
+    from auralink.agents.incall import speaking_track  # noqa: PLC0415
+    from auralink.agents.speech import EspeakTTS  # noqa: PLC0415
+
+    if not EspeakTTS().available():
+        pytest.skip("espeak-ng is not installed")
+    owner, cohost, bob = meshes["owner"], meshes["cohost"], meshes["bob"]
+    sfu = owner.identity.aura_id
+    room = await owner.create_room("townhall")
+    agent = Agent(AgentConfig(session_id="townhall", summarise_at_end=False), tts=EspeakTTS())
+    async with contextlib.AsyncExitStack() as stack:
+        agent_room = await stack.enter_async_context(
+            cohost.join_room(sfu, await owner.grant(room, cohost.identity.aura_id, ttl=300))
+        )
+        listener = await stack.enter_async_context(
+            bob.join_room(sfu, await owner.grant(room, bob.identity.aura_id, ttl=300))
+        )
+        chat = Chat(listener, str(cohost.identity.aura_id))  # in the room before the agent says hello
+        track, push = speaking_track()
+        await agent_room.publish(track)
+        session = RoomAgentSession(agent_room, agent, voice=push)
+        serving = asyncio.create_task(session.run())
+        joined = await chat.until(lambda m: m["type"] == "AgentJoined", timeout=15)
+        assert joined["speaks"] is True
+        heard = asyncio.Event()
+
+        def loud(frame: Any) -> None:
+            if np.abs(frame.to_ndarray()).max() > 2000:
+                heard.set()
+
+        await listener.subscribe(cohost.identity.aura_id, loud, kind="audio")
+        await listener.send_chat("/ask what is on the agenda")
+        await chat.until(lambda m: m["type"] == "Answered", timeout=30)
+        await asyncio.wait_for(heard.wait(), 30)  # the spoken answer, through the SFU
+    await asyncio.wait_for(serving, 30)

@@ -151,6 +151,7 @@ __all__ = [
     "parse_request",
     "serve_calls",
     "speaking_track",
+    "Voice",
     "speech_frames",
 ]
 
@@ -307,6 +308,44 @@ def speaking_track() -> tuple[MediaStreamTrack, Callable[[Any], None]]:
     return pushed_track("audio", queue=50)
 
 
+class Voice:
+    """The agent's speech out: each :class:`Spoke` reply decoded and pushed as 20 ms frames, paced in real time.
+
+    ``push`` is the push of :func:`speaking_track`; replies are played one after another by
+    :meth:`play`, which a session runs in its task group. A reply whose audio cannot be decoded
+    is reported to ``degraded`` and skipped.
+    """
+
+    def __init__(self, push: Callable[[Any], None], degraded: Callable[[Degraded], None]) -> None:
+        self._push = push
+        self._degraded = degraded
+        self._replies: asyncio.Queue[Spoke] = asyncio.Queue()
+        self._pts = 0
+
+    def say(self, spoke: Spoke) -> None:
+        """Queue a reply to be played."""
+        self._replies.put_nowait(spoke)
+
+    async def play(self) -> None:
+        """Play queued replies until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            spoke = await self._replies.get()
+            try:
+                frames = await asyncio.to_thread(speech_frames, spoke.audio)
+            except UnsupportedAudio as exc:
+                self._degraded(Degraded("speech", f"{type(exc).__name__}: {exc}", loop.time()))
+                continue
+            start = loop.time()
+            for index, frame in enumerate(frames):
+                delay = start + index * SPEECH_FRAME_SAMPLES / SPEECH_RATE - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)  # pacing a media clock, not synchronisation
+                frame.pts = self._pts
+                self._pts += SPEECH_FRAME_SAMPLES
+                self._push(frame)
+
+
 # -- the session ----------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class SessionConfig:
@@ -352,10 +391,8 @@ class CallAgentSession:
         """Requests refused so far."""
         self.dropped = 0
         """Received audio frames dropped because the agent fell :attr:`SessionConfig.audio_queue` behind."""
-        self._voice = voice
-        self._speech: asyncio.Queue[Spoke] = asyncio.Queue()
+        self._voice = Voice(voice, lambda event: self._post(event_to_json(event))) if voice is not None else None
         self._served = asyncio.Event()
-        self._pts = 0
 
     def __repr__(self) -> str:
         return f"<CallAgentSession call={self.call.call_id[:8]} agent={self.agent!r}>"
@@ -382,7 +419,7 @@ class CallAgentSession:
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._warm_up())
-                player = tasks.create_task(self._play()) if self._voice is not None else None
+                player = tasks.create_task(self._voice.play()) if self._voice is not None else None
                 requests = tasks.create_task(self._serve_requests())
                 summary = await self.agent.run(self._audio(), speaker=self.speaker)
                 await requests
@@ -450,7 +487,7 @@ class CallAgentSession:
     # -- data out --------------------------------------------------------------------------------
     def _on_event(self, event: AgentEvent) -> None:
         if isinstance(event, Spoke) and self._voice is not None:
-            self._speech.put_nowait(event)
+            self._voice.say(event)
         if type(event).__name__ in self.config.post:
             self._post(event_to_json(event))
 
@@ -509,27 +546,6 @@ class CallAgentSession:
             await self.agent.note(request.text, self.speaker)
         else:
             await self.agent.summarise()
-
-    # -- speech out ------------------------------------------------------------------------------
-    async def _play(self) -> None:
-        """Push each reply's frames into the outgoing track, paced in real time, one reply after another."""
-        assert self._voice is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            spoke = await self._speech.get()
-            try:
-                frames = await asyncio.to_thread(speech_frames, spoke.audio)
-            except UnsupportedAudio as exc:
-                self._post(event_to_json(Degraded("speech", f"{type(exc).__name__}: {exc}", loop.time())))
-                continue
-            start = loop.time()
-            for index, frame in enumerate(frames):
-                delay = start + index * SPEECH_FRAME_SAMPLES / SPEECH_RATE - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)  # pacing a media clock, not synchronisation
-                frame.pts = self._pts
-                self._pts += SPEECH_FRAME_SAMPLES
-                self._voice(frame)
 
 
 # -- rooms: who gets a recogniser (a pure core) ---------------------------------------------------
@@ -735,8 +751,14 @@ class RoomAgentSession:
         *,
         config: RoomSessionConfig | None = None,
         recognizers: Callable[[], StreamingRecognizer] | None = None,
+        voice: Callable[[Any], None] | None = None,
     ) -> None:
-        """Join ``agent`` to ``room`` (a :class:`~auralink.calls.Room` the caller has entered)."""
+        """Join ``agent`` to ``room`` (a :class:`~auralink.calls.Room` the caller has entered).
+
+        ``voice`` is the push of :func:`speaking_track`, whose track the caller has published in
+        the room (``await room.publish(track)``; needs the ``publish`` grant): answers to ``/ask``
+        are then spoken there too. None: the agent only writes.
+        """
         self.room = room
         """The room."""
         self.agent = agent
@@ -770,6 +792,7 @@ class RoomAgentSession:
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._requests: asyncio.Queue[tuple[Any, str] | None] = asyncio.Queue()
         self._closing = False
+        self._voice = Voice(voice, lambda event: self._post(event_to_json(event))) if voice is not None else None
 
     def __repr__(self) -> str:
         return f"<RoomAgentSession room={self.room.room!r} seated={len(self.seats.seated)} agent={self.agent!r}>"
@@ -782,6 +805,7 @@ class RoomAgentSession:
                 self._tasks = tasks
                 poster = tasks.create_task(self._post_all())
                 requests = tasks.create_task(self._serve_requests())
+                player = tasks.create_task(self._voice.play()) if self._voice is not None else None
                 self._post(
                     {
                         "type": "AgentJoined",
@@ -789,7 +813,7 @@ class RoomAgentSession:
                         "name": self.agent.config.name,
                         "session_id": self.agent.config.session_id,
                         "accepts": ["ask", "chat", "summarise"],
-                        "speaks": False,
+                        "speaks": self._voice is not None,
                         "llm": self.agent.llm_configured,
                         "max_speakers": self.seats.limit,
                     }
@@ -806,6 +830,8 @@ class RoomAgentSession:
                 summary = await self.agent.summarise()
                 self._outbox.put_nowait(None)
                 await poster
+                if player is not None:
+                    player.cancel()
         finally:
             self._tasks = None
             remove()
@@ -965,6 +991,8 @@ class RoomAgentSession:
 
     # -- chat out ---------------------------------------------------------------------------------
     def _on_event(self, event: AgentEvent) -> None:
+        if isinstance(event, Spoke) and self._voice is not None:
+            self._voice.say(event)
         if type(event).__name__ in self.config.post:
             self._post(event_to_json(event))
 
@@ -996,7 +1024,9 @@ class RoomAgentSession:
             try:
                 request = parse_request(text)
                 if isinstance(request, Question):
-                    await self.agent.ask(request.text, asker=label)
+                    answered = await self.agent.ask(request.text, asker=label)
+                    if self._voice is not None and not self.agent.config.speak_answers:
+                        await self.agent.speak(answered.answer)  # heard by whoever subscribes to our audio
                 elif isinstance(request, ChatNote):
                     await self.agent.note(request.text, label)
                 else:

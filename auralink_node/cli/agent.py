@@ -363,8 +363,8 @@ async def _join_room(
 ) -> None:
     import auralink  # noqa: PLC0415
     from auralink.agents.events import event_to_json  # noqa: PLC0415
-    from auralink.agents.incall import RoomAgentSession, RoomSessionConfig  # noqa: PLC0415
-    from auralink.calls.grants import decode_grant  # noqa: PLC0415
+    from auralink.agents.incall import RoomAgentSession, RoomSessionConfig, speaking_track  # noqa: PLC0415
+    from auralink.calls.grants import Capability, decode_grant  # noqa: PLC0415
     from auralink.errors import RemoteProtocolError  # noqa: PLC0415
     from auralink.identity import AuraID  # noqa: PLC0415
 
@@ -382,13 +382,18 @@ async def _join_room(
         agent.add_listener(lambda event: _line({"room": room, **event_to_json(event)}))
         config = RoomSessionConfig(max_speakers=max_speakers)
         async with mesh.join_room(sfu_id, grant) as joined:
-            session_ = RoomAgentSession(joined, agent, config=config)
+            voice = None
+            if grant.capabilities & Capability.PUBLISH:  # the agent may speak: its answers are heard too
+                track, voice = speaking_track()
+                await joined.publish(track)
+            session_ = RoomAgentSession(joined, agent, config=config, voice=voice)
             _line(
                 {
                     "type": "AgentReady",
                     "agent": str(mesh.identity.aura_id),
                     "room": room,
                     "captions": True,
+                    "speaks": voice is not None,
                     "max_speakers": max_speakers,
                 }
             )
