@@ -16,7 +16,7 @@ import av
 import numpy as np
 
 from auralink.calls import CallAgent, CallConnected, CallEnded, HangupReason, PathChanged, TrackAdded
-from auralink.calls.media import FileSource, numpy_audio, read_stamp, stamped_video, tone
+from auralink.calls.media import DeviceSource, FileSource, numpy_audio, read_stamp, stamped_video, tone
 from auralink.errors import CallStateError, ConfigError
 from auralink.mesh import Mesh
 from tests.calls_kit import alice, bob, call_threads, needs_candidates, open_sockets, settled
@@ -211,3 +211,20 @@ async def test_aic_drives_the_video_encoder_of_a_call_and_hears_rtcp(alice: Mesh
         assert metrics.frames_in > 0 and metrics.hints > 0 and not metrics.unsupported_encoder
         assert metrics.target_bitrate_bps is not None  # the controller adopted aiortc's encoder
         await caller.hangup()
+
+
+async def test_a_device_source_feeds_a_call(alice: Mesh, bob: Mesh) -> None:
+    """FFmpeg's lavfi test source stands in for a camera: the same ``MediaPlayer(device, format=...)`` path as v4l2."""
+    camera = DeviceSource("testsrc=size=320x240:rate=15", format="lavfi")
+    assert camera.video is not None
+    async with CallAgent(alice) as a, CallAgent(bob) as b:
+        placing = asyncio.create_task(a.call(bob.identity.aura_id, video=camera.video, data=False))
+        callee = await asyncio.wait_for((await asyncio.wait_for(b.next_invite(), 10)).accept(), 15)
+        await asyncio.wait_for(placing, 15)
+        async with asyncio.timeout(15):
+            async for frame in (await callee.track("video")).frames():
+                assert (frame.width, frame.height) == (320, 240)
+                break
+        await callee.hangup()
+    with pytest.raises(ConfigError):
+        DeviceSource("/dev/no-such-camera", format="v4l2")
