@@ -304,18 +304,33 @@ class PathManager:
             self.node.spawn_background(self._offer(paths, initiator=True))
 
     def connection_closed(self, conn: PeerConnection) -> None:
-        """Forget a connection's paths."""
+        """Forget a connection's paths; manage the peer's other live connection instead, if there is one.
+
+        Two connections to one peer can both authenticate (a dial racing a relay and a direct
+        path, or both sides dialling at once). The two ends may not keep the same one, so when
+        the connection we managed closes, the one still in use gets managed from now on.
+        """
         if conn.peer is not None and (paths := self.peers.get(conn.peer)) is not None and paths.conn is conn:
             paths.close()
             del self.peers[conn.peer]
+            other = self.node.endpoint.connection_to(conn.peer)
+            if other is not None and other is not conn:
+                self.connection_ready(other)
 
     async def serve(self, stream: MeshStream) -> None:
-        """The ``auralink/paths/1`` handler (the side that accepted the connection)."""
+        """The ``auralink/paths/1`` handler (the side that accepted the connection).
+
+        The dialler offers on the connection it kept; if that is not the one we manage (both
+        authenticated and we registered the other last), we manage this one from now on.
+        """
         assert stream.peer is not None
         paths = self.peers.get(stream.peer)
         if paths is None or paths.conn is not stream.connection:
-            stream.reset()
-            return
+            if stream.connection.is_closed:
+                stream.reset()
+                return
+            self.connection_ready(stream.connection)  # not the dialler: no offer of ours is started
+            paths = self.peers[stream.peer]
         await self._exchange(paths, stream, initiator=False)
 
     async def _offer(self, paths: PeerPaths, *, initiator: bool) -> None:
