@@ -267,6 +267,17 @@ class PeerPaths:
             self._timer.cancel()
             self._timer = None
 
+    def pause(self) -> None:
+        """Stop probing and choosing for now (parked while another connection to the peer is managed)."""
+        self.close()
+
+    def resume(self) -> None:
+        """Manage the connection again, with the key and paths it had."""
+        if self.conn.is_closed:
+            return
+        self.closed = False
+        self.decide(self.manager.now())
+
     def why(self) -> dict[str, Any]:
         """The current path, the candidates with their scores, and the switches so far."""
         decision = self.decision or self.selector.select(self.ctx, self.manager.now())
@@ -290,32 +301,51 @@ class PathManager:
         self.now = clock
         self._rng = random.Random(seed)
         self.peers: dict[AuraID, PeerPaths] = {}
+        self._parked: dict[AuraID, PeerPaths] = {}
         node.endpoint.on_raw_datagram((PROBE, PROBE_ACK), self._datagram)
 
     def connection_ready(self, conn: PeerConnection) -> None:
-        """Start managing the paths of a new connection (the dialler also starts the offers)."""
+        """Start managing the paths of a new connection (the dialler also starts the offers).
+
+        Two connections to one peer can both authenticate (a dial racing a relay and a direct
+        path, or both sides dialling at once), and the two ends may not keep the same one. So the
+        paths of a connection replaced while still open are parked, keys and all, and come back
+        if the newer connection closes first (:meth:`connection_closed`) or the peer offers on
+        the older one (:meth:`serve`).
+        """
         assert conn.peer is not None
         old = self.peers.pop(conn.peer, None)
         if old is not None:
-            old.close()
+            parked = self._parked.pop(conn.peer, None)
+            if parked is not None:
+                parked.close()
+            if old.conn.is_closed:
+                old.close()
+            else:
+                old.pause()
+                self._parked[conn.peer] = old
         paths = PeerPaths(self, conn, LearnedSelector(random.Random(self._rng.random())))
         self.peers[conn.peer] = paths
         if conn.is_client:
             self.node.spawn_background(self._offer(paths, initiator=True))
 
     def connection_closed(self, conn: PeerConnection) -> None:
-        """Forget a connection's paths; manage the peer's other live connection instead, if there is one.
-
-        Two connections to one peer can both authenticate (a dial racing a relay and a direct
-        path, or both sides dialling at once). The two ends may not keep the same one, so when
-        the connection we managed closes, the one still in use gets managed from now on.
-        """
-        if conn.peer is not None and (paths := self.peers.get(conn.peer)) is not None and paths.conn is conn:
+        """Forget a connection's paths; bring back the parked paths of the peer's other live connection."""
+        if conn.peer is None:
+            return
+        parked = self._parked.get(conn.peer)
+        if parked is not None and (parked.conn is conn or parked.conn.is_closed):
+            del self._parked[conn.peer]
+            parked.close()
+            parked = None
+        paths = self.peers.get(conn.peer)
+        if paths is not None and paths.conn is conn:
             paths.close()
             del self.peers[conn.peer]
-            other = self.node.endpoint.connection_to(conn.peer)
-            if other is not None and other is not conn:
-                self.connection_ready(other)
+            if parked is not None:
+                del self._parked[conn.peer]
+                self.peers[conn.peer] = parked
+                parked.resume()
 
     async def serve(self, stream: MeshStream) -> None:
         """The ``auralink/paths/1`` handler (the side that accepted the connection).
@@ -329,7 +359,16 @@ class PathManager:
             if stream.connection.is_closed:
                 stream.reset()
                 return
-            self.connection_ready(stream.connection)  # not the dialler: no offer of ours is started
+            parked = self._parked.get(stream.peer)
+            if parked is not None and parked.conn is stream.connection:  # the peer kept the older one
+                del self._parked[stream.peer]
+                if paths is not None:
+                    paths.pause()
+                    self._parked[stream.peer] = paths
+                self.peers[stream.peer] = parked
+                parked.resume()
+            else:
+                self.connection_ready(stream.connection)  # not the dialler: no offer of ours is started
             paths = self.peers[stream.peer]
         await self._exchange(paths, stream, initiator=False)
 

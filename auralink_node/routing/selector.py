@@ -854,12 +854,15 @@ class LearnedSelector:
                 f"{_short(current)} is {why}; waiting up to {config.failover_wait:g} s for probes of other paths",
             )
         # Nobody answered in time: move on what is known (traffic on a silent path is lost anyway),
-        # but not to a path probed in this episode that has not answered within its PTO.
+        # but not to a path probed in this episode that has not answered within its PTO, nor to one
+        # that has never answered at all (a peer's private address behind its NAT, typically):
+        # keep probing instead.
         blind = next(
             (
                 s
                 for s in untested
-                if s.path not in episode.asked or (estimates[s.path].probe_ago or 0.0) < estimates[s.path].pto
+                if estimates[s.path].samples > 0
+                and (s.path not in episode.asked or (estimates[s.path].probe_ago or 0.0) < estimates[s.path].pto)
             ),
             None,
         )
