@@ -54,8 +54,9 @@ Built on the online per-path model of :mod:`auralink_node.routing.model`.
   known, the selector probes ``failover_probes`` alternatives per round (every
   ``failover_recheck``), most likely survivors first, and moves to the first that answers; only
   after ``failover_wait`` without an answer does it move to an unconfirmed path (never to one probed
-  in this failover that missed its PTO). ``silence_max + failover_wait`` = 1.9 s keeps the move
-  inside the 2 s goal. If the new path does not answer either, it moves again.
+  in this failover that missed its PTO, nor to one that has never answered at all).
+  ``silence_max + failover_wait`` = 1.9 s keeps the move inside the 2 s goal. If the new path
+  does not answer either, it moves again.
 * **Shared fate, learned.** Each failover records which probed paths answered while the failed one
   was silent. :meth:`LearnedSelector.survival` is a Beta estimate per (failed, other) pair, shrunk
   towards ``other``'s survival over every failure, and orders the probes of the next failover: after
