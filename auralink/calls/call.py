@@ -275,15 +275,8 @@ class Call:
 
     async def stats(self) -> CallStats:
         """Bytes, frames, path and setup times so far."""
-        sent = received = 0
         pc = self._pc
-        if pc is not None:
-            transport = _dtls_transport(pc)
-            if transport is not None:
-                for stat in transport._get_stats().values():
-                    sent, received = stat.bytesSent, stat.bytesReceived
-        else:
-            sent, received = self._final_bytes
+        sent, received = (_transport_bytes(pc) or (0, 0)) if pc is not None else self._final_bytes
         first = [t.first_frame_at for t in self.tracks.values() if t.first_frame_at is not None]
         return CallStats(
             path=self.path,
@@ -599,10 +592,8 @@ class Call:
         pc, self._pc = self._pc, None
         self._channel = None
         if pc is not None:
-            transport = _dtls_transport(pc)
-            if transport is not None:
-                for stat in transport._get_stats().values():
-                    self._final_bytes = (stat.bytesSent, stat.bytesReceived)
+            if (counted := _transport_bytes(pc)) is not None:
+                self._final_bytes = counted  # stats() keeps reporting them after the call
             await close_peer_connection(pc)
 
     async def _release(self) -> None:
@@ -879,6 +870,16 @@ def _dtls_transport(pc: RTCPeerConnection) -> Any:
         if transceiver.sender.transport is not None:
             return transceiver.sender.transport
     return pc.sctp.transport if pc.sctp is not None else None
+
+
+def _transport_bytes(pc: RTCPeerConnection) -> tuple[int, int] | None:
+    """Bytes sent and received by the call's transport so far, or None before it has one."""
+    transport = _dtls_transport(pc)
+    if transport is None:
+        return None
+    for stat in transport._get_stats().values():  # one RTCTransportStats
+        return int(stat.bytesSent), int(stat.bytesReceived)
+    return None
 
 
 def _ice_path(pc: RTCPeerConnection) -> CallPath | None:
