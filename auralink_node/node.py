@@ -191,7 +191,7 @@ class Node:
         self._started_at = 0.0
         self.metrics_address: Address | None = None
         """Where ``/metrics`` and ``/health`` are served (port 0 resolved), if enabled."""
-        self._identified: dict[AuraID, asyncio.Future[identify.PeerInfo]] = {}
+        self._identified: dict[PeerConnection, asyncio.Future[identify.PeerInfo]] = {}
         self.relay_service: RelayService | None = None
         """Our relay, when ``config.relay`` is on."""
         self.turn_service: TurnService | None = None
@@ -531,16 +531,15 @@ class Node:
             self._discovery.peer_verified(conn.peer, conn.remote)
         self.paths.connection_ready(conn)
         waiter = asyncio.get_running_loop().create_future()
-        self._identified[conn.peer] = waiter
+        self._identified[conn] = waiter
         if conn.is_client and self._tasks is not None:
             self._spawn(self._identify(conn, waiter))
 
     def _connection_closed(self, conn: PeerConnection) -> None:
         self.paths.connection_closed(conn)
-        if conn.peer is not None and self.endpoint.connection_to(conn.peer) is None:
-            waiter = self._identified.pop(conn.peer, None)
-            if waiter is not None and not waiter.done():
-                waiter.cancel()
+        waiter = self._identified.pop(conn, None)
+        if waiter is not None and not waiter.done():
+            waiter.cancel()
 
     async def _identify(self, conn: PeerConnection, waiter: asyncio.Future[identify.PeerInfo]) -> None:
         try:
@@ -561,7 +560,7 @@ class Node:
     async def _serve_identify(self, stream: MeshStream) -> None:
         info = await identify.exchange(stream, self.record, self._claim, self._wall_clock(), initiator=False)
         assert stream.peer is not None
-        self._learn(stream.connection, info, self._identified.get(stream.peer))
+        self._learn(stream.connection, info, self._identified.get(stream.connection))
 
     def _learn(
         self, conn: PeerConnection, info: identify.PeerInfo, waiter: asyncio.Future[identify.PeerInfo] | None
@@ -630,7 +629,7 @@ class Node:
         out does not fail the dial: the connection is authenticated either way.
         """
         conn = await self.connect(peer, addresses)
-        waiter = self._identified.get(peer)
+        waiter = self._identified.get(conn)
         if waiter is not None:
             # asyncio.wait neither raises the waiter's outcome nor swallows our own cancellation.
             await asyncio.wait([waiter], timeout=timeout)

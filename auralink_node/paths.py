@@ -41,7 +41,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from auralink.errors import AuralinkError, RemoteProtocolError
+from auralink.errors import AuralinkError, ConnectionClosed, RemoteProtocolError
 from auralink.identity import AuraID, RelayAddress
 from auralink.identity.records import MAX_RELAYS
 from auralink.wire import Address, Buffer, MessageCodec
@@ -218,6 +218,17 @@ class PeerPaths:
         if self.closed or self.conn.is_closed:
             return
         decision = self.selector.select(self.ctx, now)
+        if logger.isEnabledFor(logging.DEBUG) and (
+            self.decision is None or self.decision.reason is not decision.reason
+        ):
+            logger.debug(
+                "%s on %s: %s: %s; probing %s",
+                self.peer.short(),
+                decision.path,
+                decision.reason.value,
+                decision.explanation,
+                list(decision.probes),
+            )
         self.decision = decision
         for path in decision.probes:
             self.probe(path, now)
@@ -373,7 +384,10 @@ class PathManager:
         await self._exchange(paths, stream, initiator=False)
 
     async def _offer(self, paths: PeerPaths, *, initiator: bool) -> None:
-        stream = await paths.conn.open_stream(PATHS_PROTOCOL)
+        try:
+            stream = await paths.conn.open_stream(PATHS_PROTOCOL)
+        except ConnectionClosed:  # closed on purpose meanwhile (it lost a dial race, say): nothing to offer
+            return
         await self._exchange(paths, stream, initiator=initiator)
 
     async def _exchange(self, paths: PeerPaths, stream: MeshStream, *, initiator: bool) -> None:
@@ -423,20 +437,28 @@ class PathManager:
             peer = AuraID(sender)
         except AuralinkError:
             return
-        paths = self.peers.get(peer)
-        if paths is None or paths.key is None:
+        found = self._keyed(peer, data)
+        if found is None:
             return
-        if not hmac.compare_digest(_probe(kind, tx_id, peer, paths.key), data):
-            return
+        paths, key = found
         now = self.now()
         if kind == PROBE:
-            via.sendto(_probe(PROBE_ACK, tx_id, self.node.aura_id, paths.key), addr)
+            via.sendto(_probe(PROBE_ACK, tx_id, self.node.aura_id, key), addr)
             if via.path_name == "direct" and f"direct:{addr}" not in paths.senders:
                 path = paths.add_direct(addr)  # the peer's mapping, as we see it: probe it back
                 if path is not None:
                     paths.probe(path, now)
         else:
             paths.answered(tx_id, now)
+
+    def _keyed(self, peer: AuraID, probe: bytes) -> tuple[PeerPaths, bytes] | None:
+        """The paths whose key authenticates ``probe``: the managed ones, or the parked ones (the
+        peer may be managing the connection we parked, when both authenticated)."""
+        for paths in filter(None, (self.peers.get(peer), self._parked.get(peer))):
+            key = paths.key
+            if key is not None and hmac.compare_digest(_probe(probe[0], probe[1:9], peer, key), probe):
+                return paths, key
+        return None
 
     def why(self, peer: AuraID) -> dict[str, Any] | None:
         """What :meth:`PeerPaths.why` says for ``peer``, if connected."""

@@ -11,7 +11,10 @@ from hypothesis import strategies as st
 
 from auralink.identity import Identity, RelayAddress
 from auralink.wire import Address
+from auralink_node.node import Node
 from auralink_node.paths import CODEC, Offer
+from auralink_node.transport import MeshStream, PeerConnection
+from auralink_node.transport.endpoint import virtual_address
 from tests.nodes import make_home, running
 from tests.strategies import decode_or_protocol_error, round_trip
 from tests.test_relay import ECHO, echo, echo_through, session
@@ -64,6 +67,86 @@ async def test_a_relayed_connection_moves_to_direct_and_back_when_direct_goes_si
             back = await transfer
         assert hashlib.sha256(back).digest() == hashlib.sha256(data).digest()
         assert a.paths.why(b.aura_id)["history"][-1]["reason"] == "failover"  # type: ignore[index]
+
+
+def connections_between(node: Node, peer: Node) -> list[PeerConnection]:
+    return [c for c in node.endpoint.connections() if c.peer == peer.aura_id and c.is_ready]
+
+
+async def counterpart(conn: PeerConnection, peer: Node) -> PeerConnection:
+    """The peer's end of ``conn``: the connection an echo stream opened on ``conn`` arrives on."""
+    seen: list[PeerConnection] = []
+
+    async def record(stream: MeshStream) -> None:
+        seen.append(stream.connection)
+        await echo(stream)
+
+    peer.serve("test/which/1", record)
+    try:
+        async with await conn.open_stream("test/which/1") as stream:
+            assert await echo_through(stream, b"which") == b"which"
+    finally:
+        peer.unserve("test/which/1")
+    return seen[0]
+
+
+async def test_when_two_relays_authenticate_at_once_both_ends_keep_one_connection(tmp_path: Path) -> None:
+    """A dial races the peer's relays; when two handshakes finish together, the loser is closed.
+
+    Otherwise each end may manage (and probe with the key of) a different connection, and a
+    failover finds no path that answers (the intermittent NAT-lab failure of 2026-11-26).
+    """
+    async with (
+        running(make_home(tmp_path, "r1"), relay=True) as r1,
+        running(make_home(tmp_path, "r2"), relay=True) as r2,
+        running(make_home(tmp_path, "b")) as b,
+        running(make_home(tmp_path, "a")) as a,
+    ):
+        await session(b, r1), await session(b, r2)
+        links = [await session(a, r1), await session(a, r2)]
+        for _ in range(5):  # several races, each with both relays starting at once (no direct address)
+            conn = await a.endpoint.connect(b.aura_id, [], [link.path_to(b.aura_id) for link in links])
+            assert connections_between(a, b) == [conn]
+            kept = await counterpart(conn, b)
+            async with asyncio.timeout(10.0):
+                for other in connections_between(b, a):
+                    if other is not kept:
+                        await other.wait_closed()
+            assert b.endpoint.connection_to(a.aura_id) is kept and b.paths.peers[a.aura_id].conn is kept
+            assert a.paths.peers[b.aura_id].conn is conn
+            conn.close()
+            await kept.wait_closed()
+
+
+async def test_closing_one_of_two_connections_leaves_the_other_in_use_with_its_paths(tmp_path: Path) -> None:
+    async with (
+        running(make_home(tmp_path, "r"), relay=True) as r,
+        running(make_home(tmp_path, "b")) as b,
+        running(make_home(tmp_path, "a")) as a,
+    ):
+        await session(b, r)
+        link = await session(a, r)
+        first = await a.endpoint.connect(b.aura_id, b.listen_addresses)
+        # A second authenticated connection, as when both sides dial at once (the endpoint's
+        # dial would reuse the first, so the handshake is started directly).
+        second = await a.endpoint._handshake(b.aura_id, virtual_address(b.aura_id), link.path_to(b.aura_id))
+        assert set(connections_between(a, b)) == {first, second}
+        first_b, second_b = await counterpart(first, b), await counterpart(second, b)
+        assert a.endpoint.connection_to(b.aura_id) is second
+        second.close()
+        assert a.endpoint.connection_to(b.aura_id) is first  # the survivor takes over at once
+        assert a.paths.peers[b.aura_id].conn is first
+        await second_b.wait_closed()
+        assert b.endpoint.connection_to(a.aura_id) is first_b and b.paths.peers[a.aura_id].conn is first_b
+        paths = a.paths.peers[b.aura_id]
+        answered = paths.ctx.estimate(first.path, a.paths.now()).samples
+        async with asyncio.timeout(5.0):  # the resumed paths probe again, and b answers
+            while paths.ctx.estimate(first.path, a.paths.now()).samples == answered:
+                await paths._decided.wait()
+        b.serve(ECHO, echo)
+        async with await a.open_stream(b.aura_id, ECHO) as stream:
+            assert stream.connection is first
+            assert await echo_through(stream, b"still here") == b"still here"
 
 
 def test_offers_round_trip() -> None:

@@ -74,7 +74,9 @@ def _root(
     home: Annotated[
         Path | None, typer.Option("--home", help="Node home directory [default: $AURALINK_HOME or ~/.auralink].")
     ] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "warning",
+    log_level: Annotated[
+        str, typer.Option("--log-level", envvar="AURALINK_LOG_LEVEL", help="debug, info, warning or error.")
+    ] = "warning",
 ) -> None:
     level = logging.getLevelName(log_level.upper())
     if not isinstance(level, int):

@@ -542,10 +542,12 @@ class Endpoint:
             delay = self.config.relay_head_start if addresses else 0.0
             attempts.append(self._dial_path(peer, virtual_address(peer), sender, reasons, delay=delay))
         tasks = [asyncio.ensure_future(attempt) for attempt in attempts]
+        winner: PeerConnection | None = None
         try:
             for finished in asyncio.as_completed(tasks):
                 try:
-                    return await finished
+                    winner = await finished
+                    return winner
                 except PeerIdentityMismatch:
                     self._observer.connection_failed("outbound", "identity_mismatch")
                     raise
@@ -554,7 +556,11 @@ class Endpoint:
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+                # Two paths can authenticate in the same instant: keep one connection per peer,
+                # or the two ends may each manage (and probe) a different one.
+                if isinstance(outcome, PeerConnection) and outcome is not winner:
+                    outcome.close(reason="another path won")
         raise DialFailed(f"could not connect to {peer.short()}: " + "; ".join(reasons), tuple(reasons))
 
     async def _dial_direct(self, peer: AuraID, addresses: tuple[Address, ...], reasons: list[str]) -> PeerConnection:
@@ -604,7 +610,9 @@ class Endpoint:
                 conn.abort(ErrorCode.HANDSHAKE_TIMEOUT, "dial timed out")
             raise
         except asyncio.CancelledError:  # another path won the race
-            if not conn.is_closed and not conn.is_ready:
+            if conn.is_ready:  # authenticated in the same instant as the winner
+                conn.close(reason="another path won")
+            elif not conn.is_closed:
                 conn.abort(ErrorCode.HANDSHAKE_TIMEOUT, "another path won")
             raise
         return conn
@@ -866,6 +874,10 @@ class Endpoint:
             del self._cids[cid]
         if conn.peer is not None and self._peers.get(conn.peer) is conn:
             del self._peers[conn.peer]
+            for other in self._connections:  # the peer's other live connection, if any, takes over
+                if other.peer == conn.peer and other.is_ready and not other.is_closed:
+                    self._peers[conn.peer] = other
+                    break
         for callback in self._on_closed:
             callback(conn)
 
