@@ -25,8 +25,9 @@ from auralink.errors import (
 )
 from auralink.identity import Identity
 from auralink.wire import Address
+from auralink_node.transport.connection import PeerConnection
 from auralink_node.transport.endpoint import MESH_ALPN, Endpoint, ProtocolRouter, TransportConfig
-from auralink_node.transport.streams import MeshStream
+from auralink_node.transport.streams import ErrorCode, MeshStream
 from auralink_node.transport.tls import make_certificate
 
 LOOPBACK = [Address("127.0.0.1", 0)]
@@ -407,3 +408,185 @@ async def test_ipv6_and_ipv4_listen_addresses_both_serve(ids: list[Identity]) ->
                 await client.connect(ids[2].aura_id, [v4])
     finally:
         await server.__aexit__(None, None, None)
+
+
+# -- 0-RTT: a resumed session's first stream rides with the ClientHello --------------------------
+
+
+def serve_recording(
+    router: ProtocolRouter, protocol: str, seen: list[tuple[bool, object]], *, replay_safe: bool
+) -> None:
+    """Echo ``protocol``, noting for each stream whether the handshake was complete and who the peer was."""
+
+    async def handler(stream: MeshStream) -> None:
+        seen.append((stream.connection.is_ready, stream.peer))
+        await echo(stream)
+
+    router.register(protocol, handler, replay_safe=replay_safe)
+
+
+def next_closed(endpoint: Endpoint) -> asyncio.Future[PeerConnection]:
+    """Resolves with the next connection of ``endpoint`` that ends."""
+    closed: asyncio.Future[PeerConnection] = asyncio.get_running_loop().create_future()
+
+    def on_closed(conn: PeerConnection) -> None:
+        if not closed.done():
+            closed.set_result(conn)
+
+    endpoint.on_connection_closed(on_closed)
+    return closed
+
+
+async def earn_ticket(client: Endpoint, server: Endpoint, ids: list[Identity]) -> None:
+    """A full handshake that leaves the client a session ticket and the server its record of it."""
+    closed = next_closed(server)
+    conn = await client.connect(ids[0].aura_id, server.local_addresses)
+    async with await conn.open_stream(ECHO) as stream:  # a round trip after the handshake brings the ticket
+        await stream.send(b"hi")
+        assert await stream.readexactly(2) == b"hi"
+    conn.close()
+    async with asyncio.timeout(10):
+        await closed  # the server has forgotten the connection (and its connection IDs)
+
+
+async def test_a_replay_safe_stream_in_0rtt_is_served_before_the_handshake_completes(
+    server: Endpoint, client: Endpoint, ids: list[Identity]
+) -> None:
+    seen: list[tuple[bool, object]] = []
+    serve_recording(server.router, "test/early/1", seen, replay_safe=True)
+    await earn_ticket(client, server, ids)
+    stream = await client.open_stream(ids[0].aura_id, server.local_addresses, "test/early/1")
+    conn = stream.connection
+    assert not conn.is_ready and stream.peer is None  # returned before the handshake
+    stream.write(b"early")
+    assert await stream.readexactly(5) == b"early"
+    assert conn.is_ready and conn.session_resumed and conn.early_data_accepted
+    assert conn.peer == ids[0].aura_id == stream.peer
+    assert seen == [(False, ids[1].aura_id)]  # the handler ran before the client's Finished, knowing the client
+    assert await client.connect(ids[0].aura_id, []) is conn  # and the connection is the peer's connection
+
+
+async def test_0rtt_data_of_a_protocol_not_replay_safe_waits_for_the_handshake(
+    server: Endpoint, client: Endpoint, ids: list[Identity]
+) -> None:
+    seen: list[tuple[bool, object]] = []
+    serve_recording(server.router, "test/late/1", seen, replay_safe=False)
+    await earn_ticket(client, server, ids)
+    stream = await client.open_stream(ids[0].aura_id, server.local_addresses, "test/late/1")
+    stream.write(b"late")
+    assert await stream.readexactly(4) == b"late"
+    assert stream.connection.early_data_accepted  # sent as 0-RTT data, but held by the server...
+    assert seen == [(True, ids[1].aura_id)]  # ...until the handshake completed
+
+
+async def test_a_replayed_0rtt_flight_reaches_only_replay_safe_handlers(ids: list[Identity]) -> None:
+    router = ProtocolRouter()
+    router.register(ECHO, echo)
+    safe: list[tuple[bool, object]] = []
+    unsafe: list[tuple[bool, object]] = []
+    serve_recording(router, "test/safe/1", safe, replay_safe=True)
+    serve_recording(router, "test/unsafe/1", unsafe, replay_safe=False)
+    quick = TransportConfig(handshake_timeout=0.5)
+    async with Endpoint(ids[0], LOOPBACK, router=router, config=quick) as server, Endpoint(ids[1], LOOPBACK) as client:
+        for protocol, seen in (("test/safe/1", safe), ("test/unsafe/1", unsafe)):
+            await earn_ticket(client, server, ids)
+            sock = client._sockets[0]
+            first_flight: list[bytes] = []
+            real_sendto = sock.sendto
+
+            def record(
+                data: bytes, addr: Address, real_sendto: object = real_sendto, first_flight: list[bytes] = first_flight
+            ) -> None:
+                first_flight.append(data)
+                real_sendto(data, addr)  # type: ignore[operator]
+
+            sock.sendto = record  # type: ignore[method-assign]
+            stream = await client.open_stream(ids[0].aura_id, server.local_addresses, protocol)
+            stream.write(b"once")
+            await asyncio.sleep(0)  # the ClientHello and the 0-RTT data leave at the end of this loop turn
+            del sock.sendto
+            assert await stream.readexactly(4) == b"once"
+            assert len(seen) == 1
+            flight = first_flight[:1]  # the datagram with the ClientHello and the 0-RTT packet
+            closed = next_closed(server)
+            stream.connection.close()
+            async with asyncio.timeout(10):
+                await closed
+            # An eavesdropper replays the flight from elsewhere: the server decrypts the 0-RTT data
+            # again, but the replay can never finish the handshake.
+            replayed = next_closed(server)
+            attacker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                attacker.sendto(flight[0], server.local_addresses[0].as_tuple())
+                async with asyncio.timeout(10):
+                    lost = await replayed  # the replay's handshake timed out
+            finally:
+                attacker.close()
+            assert not lost.is_ready
+        assert safe == [(False, ids[1].aura_id), (False, ids[1].aura_id)]  # replayable, as documented
+        assert unsafe == [(True, ids[1].aura_id)]  # the replay never reached it
+
+
+async def test_a_ticket_is_kept_only_for_a_client_the_application_accepted(
+    server: Endpoint, client: Endpoint, ids: list[Identity]
+) -> None:
+    refuse = True
+
+    def allow_list(conn: PeerConnection) -> None:
+        if refuse:
+            conn.abort(ErrorCode.IDENTITY_MISMATCH, "not on the allow list")
+
+    server.on_connection_ready(allow_list)
+    refused = await client.connect(ids[0].aura_id, server.local_addresses)
+    await asyncio.wait_for(refused.wait_closed(), 10)
+    assert not server._server_tickets
+    refuse = False
+    await earn_ticket(client, server, ids)
+    assert len(server._server_tickets) == 1
+
+
+async def test_a_resumed_0rtt_dial_to_another_key_fails_the_stream_and_forgets_the_ticket(ids: list[Identity]) -> None:
+    router = ProtocolRouter()
+    router.register(ECHO, echo)
+    impostor_seen: list[tuple[bool, object]] = []
+    async with Endpoint(ids[1], LOOPBACK) as client:
+        async with Endpoint(ids[0], LOOPBACK, router=router) as server:
+            address = server.local_addresses
+            await earn_ticket(client, server, ids)
+        impostor_router = ProtocolRouter()
+        serve_recording(impostor_router, ECHO, impostor_seen, replay_safe=True)
+        async with Endpoint(ids[2], address, router=impostor_router) as impostor:  # another key at the same address
+            stream = await client.open_stream(ids[0].aura_id, impostor.local_addresses, ECHO)
+            stream.write(b"secret")
+            with pytest.raises(PeerIdentityMismatch):
+                await stream.read()
+            with pytest.raises(PeerIdentityMismatch):
+                await client.connect(ids[0].aura_id, impostor.local_addresses)
+    assert impostor_seen == []  # it could not read the 0-RTT data, and no stream reached it
+    assert ids[0].aura_id not in client._client_tickets
+
+
+async def test_0rtt_data_refused_by_a_restarted_server_is_sent_again(ids: list[Identity]) -> None:
+    router = ProtocolRouter()
+    router.register(ECHO, echo, replay_safe=True)
+    async with Endpoint(ids[1], LOOPBACK) as client:
+        async with Endpoint(ids[0], LOOPBACK, router=router) as server:
+            address = server.local_addresses
+            await earn_ticket(client, server, ids)
+        async with Endpoint(ids[0], address, router=router) as restarted:  # same key and port, no tickets
+            stream = await client.open_stream(ids[0].aura_id, restarted.local_addresses, ECHO)
+            stream.write(b"again")
+            async with asyncio.timeout(10):
+                assert await stream.readexactly(5) == b"again"
+            conn = stream.connection
+            assert conn.peer == ids[0].aura_id and not conn.session_resumed and not conn.early_data_accepted
+
+
+def test_replay_safety_is_part_of_a_registration() -> None:
+    router = ProtocolRouter()
+    router.register("test/a/1", echo, replay_safe=True)
+    router.register("test/b/1", echo)
+    assert router.is_replay_safe("test/a/1") and not router.is_replay_safe("test/b/1")
+    assert not router.is_replay_safe("test/c/1")
+    router.unregister("test/a/1")
+    assert not router.is_replay_safe("test/a/1")

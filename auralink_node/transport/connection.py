@@ -17,6 +17,17 @@ a client that sent no certificate. A mismatch closes the connection with
 :class:`~auralink.errors.PeerIdentityMismatch`. Incoming streams are dispatched only after
 authentication, so a handler always knows who is calling (``stream.peer``).
 
+One exception, 0-RTT (RFC 9001 section 4.6, RFC 8446 section 8). A client that resumes a
+session may open a stream before its handshake ends (:meth:`start_stream`); what it writes
+travels in 0-RTT packets, encrypted with a key derived from the session ticket, so only the
+server that issued the ticket can read it. On the server such data is authentic (the PSK binder
+and the AEAD prove it comes from the key the ticket was issued to: :attr:`resumed_peer`) but not
+fresh: an on-path attacker can replay the client's first flight. So the server dispatches a
+stream that arrives in 0-RTT before the handshake completes only if its protocol is registered
+``replay_safe`` (idempotent: ping, echo); every other stream is held until the client's
+Finished completes the handshake, which a replayed flight never does. A client's incoming
+data is always held until the server's key is checked.
+
 The connection ends in exactly one of two ways: closed (we or the peer closed it with
 ``NO_ERROR`` or ``SHUTDOWN``, or it idled out) or broken (any other error code, a handshake
 that failed or timed out). Streams and waiters see :class:`~auralink.errors.ConnectionClosed`
@@ -27,9 +38,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from aioquic.quic import events
+from aioquic.tls import SessionTicket
 
 from auralink.errors import (
     ConnectionBroken,
@@ -95,6 +108,9 @@ class PeerConnection:
         self.session_resumed = False
         self.early_data_accepted = False
         self.resumed_peer: AuraID | None = None
+        """Server side: the key that proved itself in the session this one resumes (set from the ticket)."""
+        self.issued_tickets: list[SessionTicket] = []
+        """Server side: tickets issued on this connection, usable once the application has accepted the peer."""
         self._handshake_deadline = now + endpoint.config.handshake_timeout
         self._last_received = now
         self._ready: asyncio.Future[None] = self._loop.create_future()
@@ -140,6 +156,14 @@ class PeerConnection:
     async def wait_ready(self) -> None:
         """Wait for the authenticated handshake; raises why it failed."""
         await asyncio.shield(self._ready)
+
+    def when_handshake_over(self, callback: Callable[[BaseException | None], None]) -> None:
+        """Call ``callback(None)`` once the peer is authenticated, or ``callback(error)`` if that fails."""
+
+        def done(ready: asyncio.Future[None]) -> None:
+            callback(ConnectionClosed("connection closed") if ready.cancelled() else ready.exception())
+
+        self._ready.add_done_callback(done)
 
     async def wait_closed(self) -> None:
         """Wait until the connection has ended."""
@@ -241,10 +265,10 @@ class PeerConnection:
 
     def _handle_event(self, event: events.QuicEvent) -> None:
         if isinstance(event, events.StreamDataReceived):
-            if self.peer is None:
-                self._held.append(event)
-            else:
+            if self.peer is not None or self._may_serve_early(event):
                 self._stream_data(event)
+            else:
+                self._held.append(event)
         elif isinstance(event, events.HandshakeCompleted):
             self._handshake_completed(event)
         elif isinstance(event, events.StreamReset):
@@ -281,6 +305,20 @@ class PeerConnection:
         held, self._held = self._held, []
         for data_event in held:
             self._stream_data(data_event)
+
+    def _may_serve_early(self, event: events.StreamDataReceived) -> bool:
+        """Whether 0-RTT data may go to its handler before the handshake completes (see the module doc)."""
+        if self.is_client or self.resumed_peer is None or not self._quic.tls.early_data_accepted:
+            return False
+        if event.stream_id in self._streams:
+            return True  # a replay-safe stream already dispatched early
+        if event.stream_id in self._incoming or any(held.stream_id == event.stream_id for held in self._held):
+            return False  # a header split over several frames: wait for the handshake, as for any stream
+        try:
+            header = StreamHeaderDecoder().feed(event.data)
+        except RemoteProtocolError:
+            return False  # judged (and refused) once the handshake completes
+        return header is not None and self._endpoint.router.is_replay_safe(header[0])
 
     def _stream_data(self, event: events.StreamDataReceived) -> None:
         stream = self._streams.get(event.stream_id)
@@ -361,6 +399,11 @@ class PeerConnection:
         return peer_aura_id(self._quic)
 
     @property
+    def claimed_peer(self) -> AuraID | None:
+        """Who the peer is: proven by the handshake, or (during a 0-RTT handshake) by its session ticket."""
+        return self.peer if self.peer is not None else self.resumed_peer
+
+    @property
     def resuming(self) -> bool:
         """True if this client connection offered a session ticket."""
         return self.is_client and self._quic.configuration.session_ticket is not None
@@ -428,6 +471,17 @@ class PeerConnection:
     async def open_stream(self, protocol: str) -> MeshStream:
         """Open a stream speaking ``protocol``; data may follow the header at once."""
         await self.wait_ready()
+        return self.start_stream(protocol)
+
+    def start_stream(self, protocol: str) -> MeshStream:
+        """Open a stream now, even while the handshake is under way.
+
+        On a client that resumes a session whose ticket allows early data, the header and what
+        is written before the handshake ends go out as 0-RTT data (replayable: see the module
+        doc); otherwise aioquic keeps them until the handshake completes. Nothing the peer sends
+        is delivered before its key has been checked. If the handshake fails, the stream fails
+        with the same error as :meth:`wait_ready`.
+        """
         if self._closed.done():
             raise self._error or ConnectionClosed("connection closed")
         header = encode_stream_header(protocol)

@@ -28,8 +28,17 @@ that raises has its stream reset; the error is logged and the endpoint keeps ser
 
 Connections are reused: :meth:`Endpoint.connect` returns the live authenticated connection to a
 peer when there is one. TLS session tickets are kept per peer (client side) and per ticket
-(server side, with the key the client proved, reusable until they expire; our clients send no
-0-RTT data, so there is nothing to replay), so reconnects resume without certificates.
+(server side, with the key the client proved), so reconnects resume without certificates. A
+server keeps a ticket only once the application accepted the connection it was issued on (the
+``on_connection_ready`` callbacks ran and left it open), so a ticket never outlives a refusal.
+
+:meth:`Endpoint.open_stream` goes one step further: with no live connection but a ticket that
+allows early data, it resumes and returns the stream at once, and what the application writes
+travels in 0-RTT packets with the ClientHello. Tickets stay reusable until they expire, so 0-RTT
+data can be replayed (RFC 8446 section 8): a server runs a stream that arrives in 0-RTT before
+the handshake completes only if its protocol was registered ``replay_safe``, and holds every
+other stream until the client's Finished, which a replay cannot produce (see
+:mod:`~auralink_node.transport.connection`).
 """
 
 from __future__ import annotations
@@ -178,17 +187,32 @@ class ProtocolRouter:
 
     def __init__(self) -> None:
         self._handlers: dict[str, StreamHandler] = {}
+        self._replay_safe: set[str] = set()
 
-    def register(self, protocol: str, handler: StreamHandler) -> None:
-        """Serve ``protocol`` with ``handler``; registering a name twice is an error."""
+    def register(self, protocol: str, handler: StreamHandler, *, replay_safe: bool = False) -> None:
+        """Serve ``protocol`` with ``handler``; registering a name twice is an error.
+
+        ``replay_safe=True`` lets a resuming client's 0-RTT stream reach ``handler`` before its
+        handshake completes, saving a round trip. Set it only for idempotent protocols (a ping,
+        an echo, a read-only lookup): such a stream may be a replay of an earlier one, sent by
+        someone who cannot read the answer. ``stream.peer`` is then the key the session ticket
+        was issued to.
+        """
         validate_protocol_name(protocol)
         if protocol in self._handlers:
             raise LocalProtocolError(f"protocol {protocol!r} already has a handler")
         self._handlers[protocol] = handler
+        if replay_safe:
+            self._replay_safe.add(protocol)
 
     def unregister(self, protocol: str) -> None:
         """Stop serving ``protocol``; new streams for it are refused."""
         self._handlers.pop(protocol, None)
+        self._replay_safe.discard(protocol)
+
+    def is_replay_safe(self, protocol: str) -> bool:
+        """Whether ``protocol`` is served and may be served from 0-RTT data."""
+        return protocol in self._replay_safe and protocol in self._handlers
 
     def handler(self, protocol: str) -> StreamHandler | None:
         """The handler of ``protocol``, if any."""
@@ -388,7 +412,8 @@ class Endpoint:
         self._cids: dict[bytes, PeerConnection] = {}
         self._connections: set[PeerConnection] = set()
         self._peers: dict[AuraID, PeerConnection] = {}
-        self._dialing: dict[AuraID, asyncio.Task[PeerConnection | BaseException]] = {}
+        self._dialing: dict[AuraID, asyncio.Future[PeerConnection | BaseException]] = {}
+        self._resumptions: dict[PeerConnection, asyncio.Future[PeerConnection | BaseException]] = {}
         self._handler_tasks: set[asyncio.Task[None]] = set()
         self._handshakes_by_source: dict[str, int] = {}
         self._pending_handshakes: set[PeerConnection] = set()
@@ -426,8 +451,10 @@ class Endpoint:
         self.close_all(ErrorCode.SHUTDOWN, "endpoint shutting down")
         assert self._tasks is not None
         tasks, self._tasks = self._tasks, None
-        for task in (*self._handler_tasks, *self._dialing.values()):
+        for task in self._handler_tasks:
             task.cancel()
+        for dial in self._dialing.values():
+            dial.cancel()
         try:
             await tasks.__aexit__(None, None, None)
         finally:
@@ -617,6 +644,55 @@ class Endpoint:
             raise
         return conn
 
+    async def open_stream(self, peer: AuraID, addresses: Sequence[Address], protocol: str) -> MeshStream:
+        """A new stream to ``peer`` speaking ``protocol``, in 0-RTT when a resumed session allows it.
+
+        With a live connection to ``peer`` this is ``(await connect(...)).open_stream(protocol)``.
+        Without one, but with a session ticket from ``peer`` that allows early data and a direct
+        address, it resumes the session at ``addresses[0]`` and returns the stream before the
+        handshake ends: the header and what is written next go with the ClientHello, and the
+        peer's answer can come back within one round trip if it serves ``protocol`` as
+        ``replay_safe``. Calls to :meth:`connect` meanwhile share that handshake. Nothing the peer
+        sends is read before its key is checked. If the resumed handshake fails, the stream fails
+        with the reason and the ticket is dropped, so the next call makes a full handshake.
+        """
+        conn = self.connection_to(peer)
+        pending = self._dialing.get(peer)
+        dialing = pending is not None and not pending.done()  # a finished dial waits for its done callback
+        if conn is None and not dialing and addresses and self._tasks is not None:
+            ticket = self._client_tickets.get(peer)
+            sock = self._socket_by_version.get(addresses[0].version)
+            if ticket is not None and ticket.max_early_data_size and ticket.is_valid and sock is not None:
+                conn = self._start_client(peer, addresses[0], sock)
+                outcome: asyncio.Future[PeerConnection | BaseException] = self._loop.create_future()
+                self._dialing[peer] = self._resumptions[conn] = outcome  # connect() shares it, as a dial
+                conn.when_handshake_over(functools.partial(self._resumption_over, peer, conn))
+                return conn.start_stream(protocol)
+        if conn is None:
+            conn = await self.connect(peer, addresses)
+        return await conn.open_stream(protocol)
+
+    def _resumption_over(self, peer: AuraID, conn: PeerConnection, error: BaseException | None = None) -> None:
+        """An :meth:`open_stream` handshake ended: hand its outcome to callers of :meth:`connect`.
+
+        Called at once from :meth:`connection_ready` on success (so a caller never gets a
+        connection the application has closed since), else when the handshake fails or times
+        out (``handshake_timeout``).
+        """
+        outcome = self._resumptions.pop(conn, None)
+        if outcome is None:
+            return
+        if self._dialing.get(peer) is outcome:
+            del self._dialing[peer]
+        if outcome.done():  # cancelled: the endpoint is shutting down
+            return
+        if conn.is_ready:
+            outcome.set_result(conn)
+            return
+        self._client_tickets.pop(peer, None)  # the next dial makes a full handshake
+        self._observer.connection_failed("outbound", "error")
+        outcome.set_result(error or DialFailed(f"resumed handshake with {peer.short()} failed"))
+
     def _socket_for(self, address: Address) -> _Socket:
         sock = self._socket_by_version.get(address.version)
         if sock is not None:
@@ -637,7 +713,9 @@ class Endpoint:
         conn = PeerConnection(self, quic, sender, address, expected=peer, now=loop.time())
         self._track(conn)
         quic.connect(address.as_tuple(), now=loop.time())
-        conn._process()
+        # Sent at the end of this event-loop turn, so that a stream opened at once (open_stream)
+        # rides in the ClientHello's datagram as 0-RTT data.
+        conn.schedule_transmit()
         return conn
 
     def _track(self, conn: PeerConnection) -> None:
@@ -824,16 +902,26 @@ class Endpoint:
         return conn
 
     def _store_server_ticket(self, conn: PeerConnection, ticket: SessionTicket) -> None:
-        peer = conn.proven_key() or conn.resumed_peer  # a resumed session proved its key earlier
-        if peer is None:
+        # aioquic issues the ticket as it reads the client's Finished, before our identity check
+        # and the application's on_connection_ready callbacks: keep it aside until they pass.
+        conn.issued_tickets.append(ticket)
+        if conn.is_ready:
+            self._commit_server_tickets(conn)
+
+    def _commit_server_tickets(self, conn: PeerConnection) -> None:
+        peer = conn.peer
+        tickets, conn.issued_tickets = conn.issued_tickets, []
+        if peer is None or conn.is_closed:
             return
-        self._server_tickets[ticket.ticket] = (ticket, peer)
+        for ticket in tickets:
+            self._server_tickets[ticket.ticket] = (ticket, peer)
         while len(self._server_tickets) > _MAX_TICKETS:
             self._server_tickets.popitem(last=False)
 
     def _fetch_server_ticket(self, conn: PeerConnection, ticket: bytes) -> SessionTicket | None:
-        # Tickets may be reused until they expire: our clients never send 0-RTT data, so there is
-        # no early data to replay (RFC 8446 section 8), and a resumed connection gets no new ticket.
+        # Tickets may be reused until they expire. 0-RTT data they carry may thus be a replay
+        # (RFC 8446 section 8): only replay-safe protocols are served before the handshake
+        # completes (see PeerConnection._may_serve_early).
         entry = self._server_tickets.get(ticket)
         if entry is None or not entry[0].is_valid:
             return None
@@ -859,8 +947,12 @@ class Endpoint:
         assert conn.peer is not None
         self._peers[conn.peer] = conn
         self._observer.connection_opened("outbound" if conn.is_client else "inbound")
+        if conn in self._resumptions:
+            self._resumption_over(conn.peer, conn)
         for callback in self._on_ready:
             callback(conn)
+        if conn.issued_tickets:
+            self._commit_server_tickets(conn)
 
     def connection_lost(self, conn: PeerConnection, error: BaseException) -> None:
         """``conn`` ended; forget its routes."""

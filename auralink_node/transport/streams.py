@@ -134,8 +134,8 @@ class MeshStream(StreamHelpers):
 
     @property
     def peer(self) -> AuraID | None:
-        """The verified AuraID at the other end."""
-        return self._connection.peer
+        """The verified AuraID at the other end (for a stream served from 0-RTT data, the key its ticket proves)."""
+        return self._connection.claimed_peer
 
     @property
     def connection(self) -> PeerConnection:
