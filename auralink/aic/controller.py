@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -66,6 +67,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
+from auralink.aic.effort import DEFAULT_EFFORT, EffortGovernor, EffortPolicy
 from auralink.aic.engine import DEFAULT_HYSTERESIS, EncoderSettings, Hint, HintEngine, NetworkStats
 from auralink.aic.errors import UnsupportedEncoder
 from auralink.aic.features import FeatureExtractor, FrameStats
@@ -111,6 +113,8 @@ DEFAULT_DWELL = 2.0
 """Seconds of media between two bitrate or size changes, unless a cut or the network forces one."""
 _SMOOTHING = 0.1
 """Weight of the newest frame in the controller's moving average of SI and TI."""
+_ENCODES_KEPT = 64
+"""Encode times an adopted encoder keeps until the controller reads them."""
 
 
 class TunedCodecContext:
@@ -171,6 +175,18 @@ class ControlledVp8Encoder(vpx.Vp8Encoder):
     """The receiver's latest REMB estimate, unclamped, or None before the first."""
     options: dict[str, str]
     """libvpx options merged over aiortc's into each codec context this encoder creates."""
+    timer: Callable[[], float]
+    """Monotonic seconds, read around each ``encode`` to time it."""
+    encodes: deque[tuple[float, bool]]
+    """Recent encodes not yet read: (seconds taken, whether it opened a codec context)."""
+
+    def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        """aiortc's ``encode``, timed; the time is appended to :attr:`encodes`."""
+        before = self.__dict__.get("codec")
+        started = self.timer()
+        out = super().encode(frame, force_keyframe)
+        self.encodes.append((self.timer() - started, self.__dict__.get("codec") is not before))
+        return out
 
     @property
     def codec(self) -> VideoCodecContext | None:
@@ -206,13 +222,15 @@ def adopt_encoder(
     floor: int = DEFAULT_FLOOR_BPS,
     ceiling: int = DEFAULT_CEILING_BPS,
     options: Mapping[str, str] = TUNED_VP8_OPTIONS,
+    timer: Callable[[], float] | None = None,
 ) -> ControlledVp8Encoder:
     """Put a live ``Vp8Encoder`` under AIC control, with per-encoder limits and libvpx options; idempotent.
 
     ``options`` are merged over aiortc's own in every codec context the encoder creates from now on
     (an empty mapping keeps aiortc's). A context already open with other options is dropped, so the
-    next frame re-creates it (one keyframe). Raises :class:`UnsupportedEncoder` for any other encoder
-    (H.264, Opus, a subclass of unknown behaviour).
+    next frame re-creates it (one keyframe). Each ``encode`` is timed with ``timer``
+    (``time.perf_counter`` unless given; None keeps the one already in use). Raises
+    :class:`UnsupportedEncoder` for any other encoder (H.264, Opus, a subclass of unknown behaviour).
     """
     if not 0 < floor <= ceiling:
         raise LocalProtocolError(f"encoder limits must satisfy 0 < floor <= ceiling, not {floor}, {ceiling}")
@@ -224,10 +242,14 @@ def adopt_encoder(
         assert isinstance(encoder, ControlledVp8Encoder)
         encoder.remb_bps = None
         encoder.options = {}
+        encoder.timer = time.perf_counter
+        encoder.encodes = deque(maxlen=_ENCODES_KEPT)
         encoder.__dict__["codec"] = current
     elif not isinstance(encoder, ControlledVp8Encoder):
         raise UnsupportedEncoder(type(encoder).__name__)
     encoder.floor, encoder.ceiling = floor, ceiling
+    if timer is not None:
+        encoder.timer = timer
     if dict(options) != encoder.options:
         encoder.options = dict(options)
         encoder.codec = None  # re-created with the new options on the next frame
@@ -258,6 +280,12 @@ class AICMetrics:
     """The receiver's latest REMB estimate, or None before the first."""
     last_hint: Hint | None
     """The latest hint."""
+    cpu_used: int | None = None
+    """libvpx ``cpu-used`` the encoder codes with, or None before it exists or without an effort policy."""
+    effort_changes: int = 0
+    """Changes of ``cpu-used`` (each re-creates the encoder and forces a keyframe)."""
+    encoder_late: int = 0
+    """Times the encoder ran late and effort went back to the fastest level."""
 
 
 class AICController:
@@ -286,6 +314,8 @@ class AICController:
         hysteresis: float = DEFAULT_HYSTERESIS,
         dwell: float = DEFAULT_DWELL,
         encoder_options: Mapping[str, str] = TUNED_VP8_OPTIONS,
+        effort: EffortPolicy | None = DEFAULT_EFFORT,
+        encode_timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         if not 0 < floor_bps <= ceiling_bps:
             raise LocalProtocolError(f"floor_bps and ceiling_bps must satisfy 0 < floor <= ceiling: {floor_bps}")
@@ -295,6 +325,8 @@ class AICController:
             raise LocalProtocolError(f"dwell must be a finite number of seconds >= 0, not {dwell!r}")
         self._dwell = dwell
         self._options = dict(encoder_options)
+        self._governor = EffortGovernor(effort) if effort is not None else None
+        self._encode_timer = encode_timer
         self._applied: EncoderSettings | None = None
         self._applied_at: float | None = None
         self._smoothed: tuple[float, float] | None = None
@@ -376,6 +408,9 @@ class AICController:
             target_bitrate_bps=encoder.target_bitrate if encoder is not None else None,
             remb_bps=encoder.remb_bps if encoder is not None else None,
             last_hint=self._last_hint,
+            cpu_used=self._governor.cpu_used if encoder is not None and self._governor is not None else None,
+            effort_changes=self._governor.changes if self._governor is not None else 0,
+            encoder_late=self._governor.late if self._governor is not None else 0,
         )
 
     # --- per frame ----------------------------------------------------------------------------------------
@@ -396,8 +431,10 @@ class AICController:
         forced = stats.scene_change or self.engine.fallbacks != fallbacks
         if self._marking is not None:
             self._marking.mark = None if self.engine.fallbacks != fallbacks else HintMark.of(hint)
-        settings = self._settle(wanted, network, self._clock() if seconds is None else seconds, forced=forced)
+        now = self._clock() if seconds is None else seconds
+        settings = self._settle(wanted, network, now, forced=forced)
         self._apply_bitrate(settings.bitrate_bps, network)
+        self._govern_effort(now, 1.0 / settings.fps)
         if not self._due(seconds, settings.fps):
             self._frames_dropped += 1
             return None
@@ -483,11 +520,35 @@ class AICController:
         if encoder is None:  # aiortc creates it after the first frame
             return None
         try:
-            self._encoder = adopt_encoder(encoder, floor=self._floor, ceiling=self._ceiling, options=self._options)
+            self._encoder = adopt_encoder(
+                encoder,
+                floor=self._floor,
+                ceiling=self._ceiling,
+                options=self._effort_options(),
+                timer=self._encode_timer,
+            )
         except UnsupportedEncoder as exc:
             self._unsupported = True
             logger.warning("%s", exc)
         return self._encoder
+
+    def _effort_options(self) -> dict[str, str]:
+        """The libvpx options to code with: the caller's, with the governor's ``cpu-used`` if there is one."""
+        if self._governor is None:
+            return self._options
+        return self._options | {"cpu-used": str(self._governor.cpu_used)}
+
+    def _govern_effort(self, now: float, frame_interval: float) -> None:
+        """Feed the encode times measured since the last frame to the governor; apply a change of level."""
+        encoder = self._encoder
+        if encoder is None or self._governor is None:
+            return
+        while encoder.encodes:
+            seconds, opened = encoder.encodes.popleft()
+            self._governor.observe(seconds, frame_interval, now, opened=opened)
+        wanted = self._effort_options()
+        if wanted != encoder.options:  # re-created with the new cpu-used on the next frame (one keyframe)
+            adopt_encoder(encoder, floor=self._floor, ceiling=self._ceiling, options=wanted)
 
     def _apply_bitrate(self, bitrate_bps: int, network: NetworkStats) -> None:
         encoder = self._adopted()
