@@ -62,6 +62,7 @@ from aioquic.buffer import Buffer as QuicBuffer  # type: ignore[attr-defined]
 from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE, QuicConfiguration
 from aioquic.quic.packet import (
     QuicPacketType,
+    QuicProtocolVersion,
     encode_quic_retry,
     encode_quic_version_negotiation,
     pull_quic_header,
@@ -111,6 +112,8 @@ _BATCH = 64
 _BACKLOG = 1024
 _MAX_DATAGRAM = 65536
 _QUIC_FIXED_BIT = 0x40
+_QUIC_VERSIONS = [QuicProtocolVersion.VERSION_1]
+"""Only QUIC v1: aioquic derives Initial keys for every supported version of each new connection."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -513,6 +516,7 @@ class Endpoint:
             max_data=self.config.connection_window,
             server_name=server_name,
             max_datagram_frame_size=65536,
+            supported_versions=list(_QUIC_VERSIONS),
         )
 
     # -- dialling -----------------------------------------------------------------------------
@@ -832,7 +836,7 @@ class Endpoint:
     def _accept(
         self, sock: DatagramSender, data: bytes, addr: Address, header: Any, now: float, *, relayed_from: AuraID | None
     ) -> PeerConnection | None:
-        supported = QuicConfiguration().supported_versions
+        supported = _QUIC_VERSIONS
         if (
             header.version is not None
             and header.version not in supported
