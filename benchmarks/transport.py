@@ -25,6 +25,15 @@ its new-endpoint and same-endpoint figures, to be strict); throughput at least 0
 A stack whose Python package is missing is reported as ``{"skipped": reason}``; one that fails
 as ``{"failed": reason, "stderr_tail": ...}``; neither stops the others.
 
+``aioquic_floor`` is measured first, in the harness process: two bare aioquic ``QuicConnection``
+objects handing datagrams to each other in memory (no sockets, no event loop, no processes),
+resuming a session with 0-RTT (X25519 only, QUIC v1 only, as AuraLink configures them). It
+times each step on the critical path of a resumed connect to first echo: the client's
+ClientHello with the echo request in 0-RTT, the server's flight with the echo, and the client
+reading the flight and the echo. Their sum is what pure-Python aioquic costs on this machine
+before any adapter, socket or second process; any aioquic-based stack's ``reconnect_ms`` sits
+above it. The server's handling of the client's Finished is off that path and reported apart.
+
 Network isolation. iroh's Rust core starts a port mapper even with relays and discovery off, and
 it multicasts a UPnP (SSDP) search to 239.255.255.250:1900 that the Python bindings cannot turn
 off. So, by default (``--network auto``), the harness re-executes itself under
@@ -55,17 +64,27 @@ import resource
 import select
 import shutil
 import signal
+import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from aioquic import tls
+from aioquic.quic import events as quic_events
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import QuicProtocolVersion
+from aioquic.tls import SessionTicket
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.x509.oid import NameOID
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 """Children run from here so ``python -m benchmarks.transport_stacks.*`` resolves."""
@@ -94,6 +113,9 @@ STACKS: dict[str, StackSpec] = {
 
 BASELINE = "aioquic"
 """The stack every ratio divides by."""
+
+FLOOR_SAMPLES = 300
+"""In-memory resumed handshakes timed for ``aioquic_floor``."""
 
 STARTUP_TIMEOUT_S = 30.0
 """Longest wait for a server's READY line."""
@@ -430,8 +452,10 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return round(numerator / denominator, 3)
 
 
-def compare(stacks: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Ratios against the baseline and the issue's goals, for every measured stack."""
+def compare(
+    stacks: dict[str, dict[str, Any]], floor: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Ratios against the baseline and the issue's goals, for every measured stack (and the aioquic floor)."""
     base = stacks.get(BASELINE, {})
     measured = {name: report for name, report in stacks.items() if "connect_ms" in report}
     ratios: dict[str, Any] = {}
@@ -462,6 +486,11 @@ def compare(stacks: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str
         "iroh_fresh_connect_p50_ms": iroh_reference,
         "by_stack": {},
     }
+    floor_p50 = p50(floor or {}, "critical_path_ms")
+    if floor_p50 is not None:
+        # Can any aioquic-based stack meet the reconnect goal? Not if aioquic's own work exceeds it.
+        goals["aioquic_resumed_0rtt_floor_p50_ms"] = floor_p50
+        goals["aioquic_floor_below_iroh_fresh_connect"] = None if iroh_reference is None else floor_p50 < iroh_reference
     for name, report in measured.items():
         if name == BASELINE:
             continue
@@ -474,6 +503,148 @@ def compare(stacks: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str
             "throughput": None if throughput_ratio is None else throughput_ratio >= THROUGHPUT_GOAL_RATIO,
         }
     return ratios, goals
+
+
+# -- the pure-Python aioquic floor ------------------------------------------------------------------
+
+
+def _self_signed(key: Ed25519PrivateKey) -> x509.Certificate:
+    """A throwaway self-signed Ed25519 certificate (names and dates carry no meaning here)."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "floor")])
+    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=30))
+        .sign(key, None)
+    )
+
+
+class _InMemoryPair:
+    """Makes client/server aioquic connection pairs configured as AuraLink's (X25519, QUIC v1), and keeps tickets."""
+
+    CLIENT = ("10.0.0.1", 1234)
+    SERVER = ("10.0.0.2", 4433)
+
+    def __init__(self) -> None:
+        self.server_key = Ed25519PrivateKey.generate()
+        self.certificate = _self_signed(self.server_key)
+        self.server_tickets: dict[bytes, SessionTicket] = {}
+        self.client_tickets: list[SessionTicket] = []
+
+    def make(self, *, resume: bool) -> tuple[QuicConnection, QuicConnection]:
+        """A fresh client and server; the client offers the last ticket if ``resume``."""
+        client_config = QuicConfiguration(
+            is_client=True, alpn_protocols=["floor"], verify_mode=ssl.CERT_NONE, server_name="floor"
+        )
+        client_config.supported_versions = [QuicProtocolVersion.VERSION_1]
+        if resume:
+            client_config.session_ticket = self.client_tickets[-1]
+        client = QuicConnection(configuration=client_config, session_ticket_handler=self.client_tickets.append)
+        server_config = QuicConfiguration(
+            is_client=False, alpn_protocols=["floor"], certificate=self.certificate, private_key=self.server_key
+        )
+        server_config.supported_versions = [QuicProtocolVersion.VERSION_1]
+        server = QuicConnection(
+            configuration=server_config,
+            original_destination_connection_id=client.original_destination_connection_id,
+            session_ticket_fetcher=self.server_tickets.get,
+            session_ticket_handler=lambda ticket: self.server_tickets.__setitem__(ticket.ticket, ticket),
+        )
+        for connection in (client, server):
+            _x25519_only(connection)
+        return client, server
+
+    def earn_ticket(self) -> None:
+        """A full handshake, run until the client holds a session ticket."""
+        client, server = self.make(resume=False)
+        now = 0.0
+        client.connect(self.SERVER, now)
+        for _ in range(8):  # bounded: the ticket follows the handshake, once time has moved on
+            _deliver(client.datagrams_to_send(now), server, self.CLIENT, now)
+            _deliver(server.datagrams_to_send(now), client, self.SERVER, now)
+            now += 0.05
+        if not self.client_tickets:
+            raise RuntimeError("aioquic issued no session ticket")
+
+
+def _x25519_only(connection: QuicConnection) -> None:
+    """Offer and accept X25519 alone, as ``auralink_node.transport.quic`` does."""
+    initialize = connection._initialize
+
+    def patched(peer_cid: bytes) -> None:
+        initialize(peer_cid)
+        connection.tls._supported_groups = [tls.Group.X25519]
+
+    connection._initialize = patched  # type: ignore[method-assign]
+
+
+def _deliver(datagrams: Iterable[tuple[bytes, Any]], receiver: QuicConnection, source: Any, now: float) -> None:
+    for data, _ in datagrams:
+        receiver.receive_datagram(data, source, now)
+
+
+def _serve_echo(server: QuicConnection) -> None:
+    while (event := server.next_event()) is not None:
+        if isinstance(event, quic_events.StreamDataReceived):
+            server.send_stream_data(event.stream_id, event.data)
+
+
+def _resumed_steps(pairs: _InMemoryPair, message: bytes) -> tuple[float, float, float, float]:
+    """Milliseconds of each step of one resumed 0-RTT echo (see ``aioquic_floor``)."""
+    now = 0.0
+    t0 = time.perf_counter_ns()
+    client, server = pairs.make(resume=True)
+    client.connect(pairs.SERVER, now)
+    client.send_stream_data(client.get_next_available_stream_id(), message)
+    first_flight = list(client.datagrams_to_send(now))
+    t1 = time.perf_counter_ns()
+    _deliver(first_flight, server, pairs.CLIENT, now)
+    _serve_echo(server)
+    answer = list(server.datagrams_to_send(now))
+    t2 = time.perf_counter_ns()
+    _deliver(answer, client, pairs.SERVER, now)
+    echoed = b""
+    while (event := client.next_event()) is not None:
+        if isinstance(event, quic_events.StreamDataReceived):
+            echoed += event.data
+    finished = list(client.datagrams_to_send(now))
+    t3 = time.perf_counter_ns()
+    _deliver(finished, server, pairs.CLIENT, now)
+    _serve_echo(server)
+    t4 = time.perf_counter_ns()
+    if echoed != message or not (client.tls.session_resumed and client.tls.early_data_accepted):
+        raise RuntimeError("the in-memory resumed 0-RTT echo did not complete within one round trip")
+    return (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6, (t4 - t3) / 1e6
+
+
+def aioquic_floor(samples: int) -> dict[str, Any]:
+    """Resumed 0-RTT connect to first echo between two in-memory aioquic connections, step by step."""
+    pairs = _InMemoryPair()
+    pairs.earn_ticket()
+    message = bytes(64)
+    for _ in range(20):  # warm-up
+        _resumed_steps(pairs, message)
+    rows = [_resumed_steps(pairs, message) for _ in range(samples)]
+
+    def summary(values: list[float]) -> dict[str, float]:
+        return {"p50": round(statistics.median(values), 3), "min": round(min(values), 3)}
+
+    return {
+        "what": "two aioquic QuicConnections in one process, datagrams handed over in memory: resumed session, "
+        "echo request in 0-RTT, X25519 and QUIC v1 only; no sockets, event loop or second process",
+        "samples": samples,
+        "client_hello_with_0rtt_ms": summary([row[0] for row in rows]),
+        "server_flight_with_echo_ms": summary([row[1] for row in rows]),
+        "client_reads_flight_and_echo_ms": summary([row[2] for row in rows]),
+        "critical_path_ms": summary([row[0] + row[1] + row[2] for row in rows]),
+        "server_reads_client_finished_ms_off_path": summary([row[3] for row in rows]),
+        "loadavg": [round(value, 2) for value in os.getloadavg()],
+    }
 
 
 # -- network isolation --------------------------------------------------------------------------
@@ -518,8 +689,8 @@ def isolate_network(mode: str, argv: list[str]) -> str:
 # -- command line -------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str]) -> tuple[list[str], Sizes, Path | None, str]:
-    """Stacks to run, work sizes, where to keep logs, and the network mode."""
+def parse_args(argv: list[str]) -> tuple[list[str], Sizes, Path | None, str, bool]:
+    """Stacks to run, work sizes, where to keep logs, the network mode, and whether to measure the floor."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--stacks", default=",".join(STACKS), help=f"comma-separated, from: {', '.join(STACKS)} (default: all)"
@@ -531,6 +702,7 @@ def parse_args(argv: list[str]) -> tuple[list[str], Sizes, Path | None, str]:
     parser.add_argument("--uploads", type=int)
     parser.add_argument("--idle-seconds", type=float, help="idle CPU measurement window")
     parser.add_argument("--log-dir", type=Path, help="keep identity files and child logs here")
+    parser.add_argument("--no-floor", action="store_true", help="skip the in-memory aioquic floor measurement")
     parser.add_argument(
         "--network",
         choices=("auto", "isolated", "host"),
@@ -553,7 +725,7 @@ def parse_args(argv: list[str]) -> tuple[list[str], Sizes, Path | None, str]:
     sizes = Sizes(**{**asdict(sizes), **{key: value for key, value in overrides.items() if value is not None}})
     if min(sizes.connects, sizes.rtt_count, sizes.nbytes, sizes.uploads) < 1 or sizes.idle_window_s <= 0:
         parser.error("counts, bytes and the idle window must be positive")
-    return names, sizes, args.log_dir, args.network
+    return names, sizes, args.log_dir, args.network, not args.no_floor
 
 
 def raise_system_exit(signum: int, _frame: Any) -> None:
@@ -564,7 +736,7 @@ def raise_system_exit(signum: int, _frame: Any) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the chosen stacks one after the other and print the JSON report."""
     argv = sys.argv[1:] if argv is None else argv
-    names, sizes, log_dir, network_mode = parse_args(argv)
+    names, sizes, log_dir, network_mode, floor = parse_args(argv)
     network = isolate_network(network_mode, argv)
     signal.signal(signal.SIGTERM, raise_system_exit)
     result: dict[str, Any] = {
@@ -578,6 +750,9 @@ def main(argv: list[str] | None = None) -> None:
         "baseline": BASELINE,
         "stacks": {},
     }
+    if floor:
+        print("transport benchmark: in-memory aioquic floor ...", file=sys.stderr, flush=True)
+        result["aioquic_floor"] = aioquic_floor(FLOOR_SAMPLES)
     with contextlib.ExitStack() as cleanup:
         if log_dir is None:
             workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="transport-bench-")))
@@ -591,7 +766,7 @@ def main(argv: list[str] | None = None) -> None:
             status = outcome.get("skipped") or outcome.get("failed") or f"done in {outcome['wall_s']} s"
             print(f"transport benchmark: {name}: {status}", file=sys.stderr, flush=True)
     result["machine"]["loadavg_at_end"] = [round(value, 2) for value in os.getloadavg()]
-    result["ratios"], result["goals"] = compare(result["stacks"])
+    result["ratios"], result["goals"] = compare(result["stacks"], result.get("aioquic_floor"))
     print(json.dumps(result, indent=2))
 
 
