@@ -846,7 +846,7 @@ class Endpoint:
                 encode_quic_version_negotiation(
                     source_cid=header.destination_cid,
                     destination_cid=header.source_cid,
-                    supported_versions=supported,
+                    supported_versions=[int(version) for version in supported],
                 ),
                 addr,
             )
