@@ -29,12 +29,32 @@ class Feeder:
         return level
 
 
-def test_starts_at_aiortcs_speed() -> None:
-    assert EffortGovernor().cpu_used == -6
+CLIMB = EffortPolicy(start=-6)
+
+
+def test_starts_slow_by_default_or_at_the_policys_start() -> None:
+    assert EffortGovernor().cpu_used == -2
+    assert EffortGovernor(CLIMB).cpu_used == -6
+
+
+def test_headroom_keeps_the_slow_start() -> None:
+    governor = EffortGovernor()
+    assert Feeder(governor).feed(9 * MS, 500) == -2
+    assert (governor.changes, governor.late) == (0, 0)
+
+
+def test_no_headroom_at_the_start_falls_back_within_five_frames() -> None:
+    governor = EffortGovernor()
+    feeder = Feeder(governor)
+    feeder.feed(80 * MS, opened=True)  # the first encode opens the codec: not counted
+    assert feeder.feed(30 * MS, 4) == -2
+    assert feeder.feed(30 * MS) == -6
+    assert feeder.feed(6 * MS, 500) == -6  # 6 ms x 3.5 does not fit 20 ms: stays fast
+    assert (governor.changes, governor.late) == (1, 1)
 
 
 def test_headroom_steps_slower_one_level_per_window() -> None:
-    governor = EffortGovernor()
+    governor = EffortGovernor(CLIMB)
     feeder = Feeder(governor)
     assert feeder.feed(2 * MS, 19) == -6  # not before a whole window is measured
     assert feeder.feed(2 * MS) == -3  # p95 2 ms x 3.5 fits 20 ms
@@ -46,7 +66,7 @@ def test_headroom_steps_slower_one_level_per_window() -> None:
 
 
 def test_no_step_slower_when_the_next_level_is_predicted_not_to_fit() -> None:
-    feeder = Feeder(EffortGovernor())
+    feeder = Feeder(EffortGovernor(CLIMB))
     assert feeder.feed(6 * MS, 100) == -6  # 6 ms x 3.5 = 21 ms > 20 ms
 
 
@@ -54,15 +74,16 @@ def climbed(governor: EffortGovernor) -> Feeder:
     feeder = Feeder(governor)
     feeder.feed(MS, 40)
     assert governor.cpu_used == -2
+    assert governor.changes == (2 if governor.policy.start == -6 else 0)
     return feeder
 
 
 def test_running_late_goes_back_to_the_fastest_level_at_once() -> None:
-    governor = EffortGovernor()
-    feeder = climbed(governor)
-    assert feeder.feed(30 * MS, 4) == -2  # four frames are not yet a trend
+    governor = EffortGovernor(CLIMB)
+    feeder = climbed(governor)  # just stepped to -2: nothing measured there yet
+    assert feeder.feed(30 * MS, 4) == -2  # four encodes are not yet a trend
     assert feeder.feed(30 * MS) == -6  # the median of five is over the 20 ms budget
-    assert governor.late == 1
+    assert (governor.changes, governor.late) == (3, 1)
 
 
 def test_occasional_spikes_over_budget_step_back_one_level() -> None:
@@ -72,12 +93,20 @@ def test_occasional_spikes_over_budget_step_back_one_level() -> None:
     feeder.feed(25 * MS)
     feeder.feed(8 * MS, 9)
     assert governor.cpu_used == -2  # one spike in 20 is within the 95th percentile
-    assert feeder.feed(25 * MS) == -3  # two are not
-    assert governor.late == 0
+    assert feeder.feed(25 * MS) == -2
+    assert feeder.feed(8 * MS) == -3  # two are not
+    assert (governor.changes, governor.late) == (1, 0)
+
+
+def test_a_sudden_overload_goes_to_the_fastest_level_in_one_change() -> None:
+    governor = EffortGovernor()
+    feeder = climbed(governor)
+    assert feeder.feed(30 * MS, 3) == -6
+    assert (governor.changes, governor.late) == (1, 1)
 
 
 def test_a_failed_level_is_retried_only_after_a_cooldown_that_doubles() -> None:
-    policy = EffortPolicy(cooldown=4.0)
+    policy = EffortPolicy(start=-6, cooldown=4.0)
     governor = EffortGovernor(policy)
     feeder = climbed(governor)
     feeder.feed(30 * MS, 5)
@@ -105,7 +134,7 @@ def test_encodes_that_open_the_codec_are_not_counted() -> None:
 
 
 def test_budget_scales_with_the_interval_between_sent_frames() -> None:
-    governor = EffortGovernor()
+    governor = EffortGovernor(CLIMB)
     for index in range(20):  # 8 ms frames at 12.5 fps (80 ms apart): 8 x 3.5 = 28 ms fits a 40 ms budget
         governor.observe(8 * MS, 0.08, index * 0.08)
     assert governor.cpu_used == -3
@@ -119,6 +148,7 @@ def test_budget_scales_with_the_interval_between_sent_frames() -> None:
         {"levels": (-6, 0), "relative_cost": (1.0, 2.0)},  # 0 is libvpx's automatic speed, not a level
         {"levels": (-6, -2), "relative_cost": (1.0, 0.5)},
         {"levels": (-6, -2), "relative_cost": (1.0, math.nan)},
+        {"start": -4},
         {"budget_fraction": 0.0},
         {"budget_fraction": 1.5},
         {"window": 1},
@@ -177,7 +207,7 @@ def run(controller: AICController, encoder: vpx.Vp8Encoder, start: int, count: i
             encoder.encode(out)
 
 
-def test_controller_codes_slower_with_headroom_and_falls_back_when_late() -> None:
+def test_controller_codes_slow_with_headroom_and_falls_back_when_late() -> None:
     timer = EncodeTimer(1 * MS)
     encoder = vpx.Vp8Encoder()
     controller = AICController(HintEngine(Mode.ADAPTIVE), clock=Clock(), network=NETWORK, encode_timer=timer)
@@ -185,7 +215,7 @@ def test_controller_codes_slower_with_headroom_and_falls_back_when_late() -> Non
     run(controller, encoder, 0, 50)
     assert isinstance(encoder, ControlledVp8Encoder)
     metrics = controller.metrics()
-    assert (metrics.cpu_used, metrics.effort_changes, metrics.encoder_late) == (-2, 2, 0)
+    assert (metrics.cpu_used, metrics.effort_changes, metrics.encoder_late) == (-2, 0, 0)
     # merged over aiortc's options in each context the encoder opens (PyAV empties them once open)
     assert encoder.options == {"noise-sensitivity": "0", "cpu-used": "-2"}
     opened = encoder.codec
@@ -195,6 +225,20 @@ def test_controller_codes_slower_with_headroom_and_falls_back_when_late() -> Non
     assert (metrics.cpu_used, metrics.encoder_late) == (-6, 1)
     assert encoder.options["cpu-used"] == "-6"
     assert encoder.codec is not opened  # re-created at the fast level
+
+
+def test_controller_climbs_from_aiortcs_speed_with_headroom() -> None:
+    timer = EncodeTimer(1 * MS)
+    encoder = vpx.Vp8Encoder()
+    controller = AICController(
+        HintEngine(Mode.ADAPTIVE), clock=Clock(), network=NETWORK, effort=CLIMB, encode_timer=timer
+    )
+    controller.attach(SimpleNamespace(_RTCRtpSender__encoder=encoder))
+    run(controller, encoder, 0, 50)
+    assert isinstance(encoder, ControlledVp8Encoder)
+    metrics = controller.metrics()
+    assert (metrics.cpu_used, metrics.effort_changes, metrics.encoder_late) == (-2, 2, 0)
+    assert encoder.options["cpu-used"] == "-2"
 
 
 def test_without_an_effort_policy_aiortcs_speed_stays() -> None:

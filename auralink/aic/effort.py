@@ -15,12 +15,15 @@ content or the network: a small or still picture leaves a lot of it, a loaded ma
 between frames sent (:meth:`~EffortGovernor.observe`), with ``now``, and says which level to use
 (:attr:`~EffortGovernor.cpu_used`). Its rules, with ``budget = budget_fraction x frame interval``:
 
-1. **Start fast.** It starts at the first (fastest) of :attr:`EffortPolicy.levels`.
+1. **Start** at :attr:`EffortPolicy.start`: by default the slowest level, so that a sender with
+   headroom pays no keyframe to get there (rule 4 catches one without headroom within five
+   frames); ``start=levels[0]`` climbs from aiortc's speed instead, one keyframe per step.
 2. **Step slower one level** once ``window`` encodes at the current level are known and their 95th
    percentile, scaled by the measured relative cost of the next level
    (:attr:`EffortPolicy.relative_cost`), fits within the budget, and no cooldown is running.
 3. **Step faster one level** when the 95th percentile of the last ``window`` encodes exceeds the
-   budget (it no longer fits, though frames are not late yet).
+   budget (it no longer fits, though frames are not late yet); judged on an encode within budget,
+   so that a run of slow encodes is left to rule 4 and goes to the fastest level in one change.
 4. **Back to the fastest level at once** when the encoder runs late: the median of the last
    ``late_frames`` encodes exceeds the budget.
 
@@ -31,8 +34,11 @@ window restarts at each change, and encodes that opened the codec (every level c
 libvpx's context, which codes a keyframe) are not counted: they are slower for reasons that pass.
 
 Every change of level costs a keyframe (PyAV cannot retune an open libvpx context), so changes are
-few: with the default policy a sender climbs from -6 to -2 in two steps within its first two
-seconds, and only falls back when the machine gets busy.
+few. That is why the default starts slow and verifies rather than climbing: on 4-5 s evaluation
+clips, the two keyframes of a climb from -6 cost more bits than the slower levels saved
+(``docs/benchmarks.md``). The price is that a sender without headroom codes up to ``late_frames``
+frames over budget at the start of a call (while aiortc's first keyframe goes out anyway) before
+it falls back to -6.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ class EffortPolicy:
 
     levels: tuple[int, ...] = (-6, -3, -2)
     """libvpx ``cpu-used`` values, fastest first (aiortc's -6 first)."""
+    start: int = -2
+    """The level coded with until encode times are known; one of :attr:`levels`."""
     relative_cost: tuple[float, ...] = (1.0, 3.5, 5.0)
     """Encode time of each level relative to the first, at the 95th percentile (measured: up to 3.2x and 4.5x)."""
     budget_fraction: float = 0.5
@@ -71,6 +79,8 @@ class EffortPolicy:
             raise LocalProtocolError("effort levels and relative_cost must be non-empty and of equal length")
         if any(not -16 <= level <= -1 for level in self.levels):
             raise LocalProtocolError(f"effort levels must be fixed VP8 realtime speeds, -16..-1, not {self.levels}")
+        if self.start not in self.levels:
+            raise LocalProtocolError(f"the start level {self.start} is not one of the levels {self.levels}")
         costs = self.relative_cost
         if any(not math.isfinite(c) or c <= 0 for c in costs) or any(b < a for a, b in itertools.pairwise(costs)):
             raise LocalProtocolError(f"relative_cost must be finite, positive and non-decreasing: {costs}")
@@ -98,7 +108,7 @@ class EffortGovernor:
 
     def __init__(self, policy: EffortPolicy = DEFAULT_EFFORT) -> None:
         self.policy = policy
-        self._index = 0
+        self._index = policy.levels.index(policy.start)
         self._times: deque[float] = deque(maxlen=policy.window)
         self._cooldown = policy.cooldown
         self._hold_until = -math.inf
@@ -138,7 +148,7 @@ class EffortGovernor:
             self._move(0, now, failed=True)
         elif len(self._times) == policy.window:
             p95 = _p95(self._times)
-            if self._index > 0 and p95 > budget:
+            if self._index > 0 and p95 > budget and encode_seconds <= budget:
                 self._move(self._index - 1, now, failed=True)
             elif self._index + 1 < len(policy.levels) and now >= self._hold_until:
                 costs = policy.relative_cost
