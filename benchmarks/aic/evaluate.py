@@ -35,6 +35,10 @@ smaller, and a dropped frame is shown as the last decoded one. The bitrate is th
 * **AIC**: the real :class:`~auralink.aic.controller.AICController`, given the sender's encoder
   before the first frame and a fixed clock (no deadline fallbacks), measures every frame, makes a
   hint per frame, and changes bitrate and size at cuts or after its dwell, exactly as in a call.
+  It also chooses libvpx's ``cpu-used`` from its encoder's measured encode time
+  (:mod:`auralink.aic.effort`: -6, then -3 and -2 while they fit half the frame interval), timed
+  by the wall clock on this machine as it runs, so its rows depend on how busy the machine is;
+  the anchors stay at aiortc's -6. Rows give the frames coded at each level.
   Two curves: *quality ladder*, the engine's target swept over five qualities on a 5 Mbps path
   (the three modes are three rungs of it: aggressive, adaptive, conservative), and *network
   budget*, conservative mode on paths whose estimate is each tuned-static bitrate.
@@ -254,9 +258,14 @@ def aic(mode: Mode, offset: float, path: NetworkStats, metrics: dict[str, Any]) 
             fallbacks=snapshot.fallbacks,
             bitrate_changes=snapshot.bitrate_changes,
             frames_dropped=snapshot.frames_dropped,
+            effort_changes=snapshot.effort_changes,
+            encoder_late=snapshot.encoder_late,
         )
         if snapshot.last_hint is not None:
             metrics.setdefault("targets", []).append(snapshot.target_bitrate_bps)
+        if out is not None and snapshot.cpu_used is not None:
+            frames_at = metrics.setdefault("frames_at_cpu_used", {})
+            frames_at[str(snapshot.cpu_used)] = frames_at.get(str(snapshot.cpu_used), 0) + 1
         return out
 
     return encoder, policy
