@@ -14,8 +14,9 @@ placeholder if the file cannot be used. :mod:`auralink.aic.controller` is the ai
 drives a live sender's VP8 encoder (bitrate and libvpx options) and track; it and
 :mod:`auralink.aic.rtp` (hint marks in an RTP header extension) need aiortc (the ``calls`` extra),
 so they are not imported here. :mod:`auralink.aic.remote` is the ``auralink/aic/1`` mesh protocol
-(remote hints with a deadline and local fallback). :mod:`auralink.aic.errors` holds the exception
-tree.
+(remote hints with a deadline and local fallback). :mod:`auralink.aic.effort` is a third pure core:
+it picks libvpx's ``cpu-used`` from measured encode times (CPU headroom). :mod:`auralink.aic.errors`
+holds the exception tree.
 
 numpy is an optional dependency (the ``aic`` extra); importing this package without it says so.
 """

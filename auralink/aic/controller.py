@@ -24,6 +24,11 @@ test against the real classes:
   property, so every context aiortc creates for that one encoder is wrapped in
   :class:`TunedCodecContext`, which merges :data:`TUNED_VP8_OPTIONS` (or the caller's overrides)
   into the options aiortc sets. Other encoders in the process keep aiortc's options.
+* **Encoder effort.** :class:`ControlledVp8Encoder` times each ``encode`` call (aiortc runs it in an
+  executor thread); on the next frame the controller hands those times to an
+  :class:`~auralink.aic.effort.EffortGovernor`, whose chosen libvpx ``cpu-used`` becomes one of the
+  per-encoder options (a change re-creates the encoder: one keyframe). This spends spare CPU on
+  compression; it knows nothing of the content or the network.
 * **Resolution and frame rate** are applied in the track (:class:`AICVideoTrack`), since aiortc
   has no ``scaleResolutionDownBy``: frames are dropped to the hinted rate and scaled with
   ``VideoFrame.reformat``. Every frame's ``pict_type`` is reset, so frames decoded from files or
