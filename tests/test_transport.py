@@ -590,3 +590,19 @@ def test_replay_safety_is_part_of_a_registration() -> None:
     assert not router.is_replay_safe("test/c/1")
     router.unregister("test/a/1")
     assert not router.is_replay_safe("test/a/1")
+
+
+async def test_0rtt_data_is_sent_again_after_a_retry(ids: list[Identity]) -> None:
+    router = ProtocolRouter()
+    router.register(ECHO, echo, replay_safe=True)
+    every_client_retries = TransportConfig(retry_threshold=0)  # a server under handshake load
+    async with (
+        Endpoint(ids[0], LOOPBACK, router=router, config=every_client_retries) as server,
+        Endpoint(ids[1], LOOPBACK) as client,
+    ):
+        await earn_ticket(client, server, ids)
+        stream = await client.open_stream(ids[0].aura_id, server.local_addresses, ECHO)
+        stream.write(b"retry")
+        async with asyncio.timeout(10):  # the 0-RTT data went with the first ClientHello, which drew a Retry
+            assert await stream.readexactly(5) == b"retry"
+        assert stream.connection.session_resumed and stream.connection.peer == ids[0].aura_id

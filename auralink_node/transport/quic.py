@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-:class:`NodeQuicConnection` is aioquic's sans-I/O ``QuicConnection`` with two changes, both at
+:class:`NodeQuicConnection` is aioquic's sans-I/O ``QuicConnection`` with a few changes, all at
 seams aioquic keeps private (so the aioquic version range in ``pyproject.toml`` is pinned):
 
 0. **One key-exchange group.** Both ends offer and accept only X25519, which saves three key
@@ -20,6 +20,12 @@ seams aioquic keeps private (so the aioquic version range in ``pyproject.toml`` 
    reader that keeps up costs one ``MAX_STREAM_DATA`` frame per half window, and a reader that
    stops makes the sender stop after one window (RFC 9000 section 4.1). Connection-level credit
    is left to aioquic: it is bounded by the per-stream windows times the stream limit.
+
+3. **0-RTT survives a Retry.** A client that acts on a Retry (RFC 9000 section 17.2.5) sends a
+   new ClientHello, and aioquic re-initialises the connection for it, dropping its packet
+   spaces with whatever they had in flight. Stream data sent as 0-RTT with the first ClientHello
+   was then neither acknowledged nor sent again, and its stream stalled for good. Those packets
+   are declared lost first, so their data goes out again with the new ClientHello.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any, cast
 from aioquic import tls
 from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection
 from aioquic.quic.packet import QuicFrameType
-from aioquic.quic.packet_builder import QuicPacketBuilder
+from aioquic.quic.packet_builder import QuicDeliveryState, QuicPacketBuilder, QuicSentPacket
 from aioquic.quic.stream import QuicStream
 
 __all__ = ["NodeQuicConnection"]
@@ -64,12 +70,27 @@ class NodeQuicConnection(QuicConnection):
         return int(sender._buffer_stop - sender._buffer_start)
 
     def _initialize(self, peer_cid: bytes) -> None:
+        self._abandon_first_flight()  # called again on a Retry: see point 3 of the module doc
         super()._initialize(peer_cid)
         # Both ends are AuraLink nodes: agree on X25519 alone. aioquic would otherwise make four key
         # shares per ClientHello (P-256, P-384, X25519, X448) and pick P-256 on the server.
         self.tls._supported_groups = [tls.Group.X25519]
         if not self._is_client:
             self.tls._request_client_certificate = True
+
+    def _abandon_first_flight(self) -> None:
+        """Declare lost what the packet spaces about to be replaced have in flight."""
+        in_flight: list[QuicSentPacket] = []
+        for epoch, space in self._spaces.items():
+            for packet in space.sent_packets.values():
+                if packet.in_flight:
+                    in_flight.append(packet)
+                if epoch == tls.Epoch.ONE_RTT:  # 0-RTT packets: requeue their stream data (crypto data is rebuilt)
+                    for handler, args in packet.delivery_handlers:
+                        handler(QuicDeliveryState.LOST, *args)
+            space.sent_packets.clear()
+        if in_flight:
+            self._loss._cc.on_packets_expired(packets=in_flight)
 
     def _write_stream_limits(self, builder: QuicPacketBuilder, space: Any, stream: QuicStream) -> None:
         if not stream.max_stream_data_local:  # a stream we opened for sending only
