@@ -279,15 +279,16 @@ class PeerPaths:
             self._timer = None
 
     def pause(self) -> None:
-        """Stop probing and choosing for now (parked while another connection to the peer is managed)."""
+        """Stop probing and choosing for now (while another connection to the peer is in use)."""
         self.close()
 
     def resume(self) -> None:
-        """Manage the connection again, with the key and paths it had."""
-        if self.conn.is_closed:
+        """Probe and choose again, with the key and paths this connection had."""
+        if self.conn.is_closed or not self.closed:
             return
         self.closed = False
-        self.decide(self.manager.now())
+        if self.key is not None:  # else the offers are still on their way: their end starts the punch
+            self.decide(self.manager.now())
 
     def why(self) -> dict[str, Any]:
         """The current path, the candidates with their scores, and the switches so far."""
@@ -305,83 +306,74 @@ class PeerPaths:
 
 
 class PathManager:
-    """The :class:`PeerPaths` of every connection of one node, and the probe socket handler."""
+    """The :class:`PeerPaths` of every connection of one node, and the probe socket handler.
+
+    Two connections to one peer can both authenticate (a dial racing two paths, or both sides
+    dialling at once). Each gets its :class:`PeerPaths`, keyed by its own offers, but only the
+    paths of the connection the endpoint uses for the peer
+    (:meth:`~auralink_node.transport.Endpoint.connection_to`, which both ends choose by the same
+    rule) are managed: probed and steered. The others are paused, keys and all, and take over if
+    the endpoint moves to their connection (the one in use closed, say).
+    """
 
     def __init__(self, node: Node, *, seed: int | None = None, clock: Any = time.monotonic) -> None:
         self.node = node
         self.now = clock
         self._rng = random.Random(seed)
         self.peers: dict[AuraID, PeerPaths] = {}
-        self._parked: dict[AuraID, PeerPaths] = {}
+        """The managed paths of each peer: those of the connection in use."""
+        self._all: dict[AuraID, dict[PeerConnection, PeerPaths]] = {}
+        """The paths of every live connection, by peer."""
         node.endpoint.on_raw_datagram((PROBE, PROBE_ACK), self._datagram)
 
     def connection_ready(self, conn: PeerConnection) -> None:
-        """Start managing the paths of a new connection (the dialler also starts the offers).
-
-        Two connections to one peer can both authenticate (a dial racing a relay and a direct
-        path, or both sides dialling at once), and the two ends may not keep the same one. So the
-        paths of a connection replaced while still open are parked, keys and all, and come back
-        if the newer connection closes first (:meth:`connection_closed`) or the peer offers on
-        the older one (:meth:`serve`).
-        """
-        assert conn.peer is not None
-        old = self.peers.pop(conn.peer, None)
-        if old is not None:
-            parked = self._parked.pop(conn.peer, None)
-            if parked is not None:
-                parked.close()
-            if old.conn.is_closed:
-                old.close()
-            else:
-                old.pause()
-                self._parked[conn.peer] = old
-        paths = PeerPaths(self, conn, LearnedSelector(random.Random(self._rng.random())))
-        self.peers[conn.peer] = paths
+        """Give a new connection its paths (the dialler also starts the offers)."""
+        paths = self._paths_of(conn)
         if conn.is_client:
             self.node.spawn_background(self._offer(paths, initiator=True))
 
     def connection_closed(self, conn: PeerConnection) -> None:
-        """Forget a connection's paths; bring back the parked paths of the peer's other live connection."""
+        """Forget a connection's paths; the peer's other live connection, if any, is managed now."""
         if conn.peer is None:
             return
-        parked = self._parked.get(conn.peer)
-        if parked is not None and (parked.conn is conn or parked.conn.is_closed):
-            del self._parked[conn.peer]
-            parked.close()
-            parked = None
-        paths = self.peers.get(conn.peer)
-        if paths is not None and paths.conn is conn:
+        of_peer = self._all.get(conn.peer, {})
+        paths = of_peer.pop(conn, None)
+        if paths is not None:
             paths.close()
-            del self.peers[conn.peer]
-            if parked is not None:
-                del self._parked[conn.peer]
-                self.peers[conn.peer] = parked
-                parked.resume()
+            if not of_peer:
+                del self._all[conn.peer]
+            self._follow(conn.peer)
 
     async def serve(self, stream: MeshStream) -> None:
-        """The ``auralink/paths/1`` handler (the side that accepted the connection).
+        """The ``auralink/paths/1`` handler (the side that accepted the connection)."""
+        if stream.connection.is_closed:
+            stream.reset()
+            return
+        await self._exchange(self._paths_of(stream.connection), stream, initiator=False)
 
-        The dialler offers on the connection it kept; if that is not the one we manage (both
-        authenticated and we registered the other last), we manage this one from now on.
-        """
-        assert stream.peer is not None
-        paths = self.peers.get(stream.peer)
-        if paths is None or paths.conn is not stream.connection:
-            if stream.connection.is_closed:
-                stream.reset()
-                return
-            parked = self._parked.get(stream.peer)
-            if parked is not None and parked.conn is stream.connection:  # the peer kept the older one
-                del self._parked[stream.peer]
-                if paths is not None:
-                    paths.pause()
-                    self._parked[stream.peer] = paths
-                self.peers[stream.peer] = parked
-                parked.resume()
-            else:
-                self.connection_ready(stream.connection)  # not the dialler: no offer of ours is started
-            paths = self.peers[stream.peer]
-        await self._exchange(paths, stream, initiator=False)
+    def _paths_of(self, conn: PeerConnection) -> PeerPaths:
+        assert conn.peer is not None
+        of_peer = self._all.setdefault(conn.peer, {})
+        paths = of_peer.get(conn)
+        if paths is None:
+            paths = of_peer[conn] = PeerPaths(self, conn, LearnedSelector(random.Random(self._rng.random())))
+            paths.pause()  # until _follow finds it is the connection in use
+            self._follow(conn.peer)
+        return paths
+
+    def _follow(self, peer: AuraID) -> None:
+        """Manage the paths of the connection the endpoint uses for ``peer``; pause the others."""
+        in_use = self.node.endpoint.connection_to(peer)
+        managed = self.peers.get(peer)
+        if managed is not None and managed.conn is in_use:
+            return
+        if managed is not None:
+            del self.peers[peer]
+            managed.pause()
+        paths = None if in_use is None else self._all.get(peer, {}).get(in_use)
+        if paths is not None:
+            self.peers[peer] = paths
+            paths.resume()
 
     async def _offer(self, paths: PeerPaths, *, initiator: bool) -> None:
         try:
@@ -452,9 +444,10 @@ class PathManager:
             paths.answered(tx_id, now)
 
     def _keyed(self, peer: AuraID, probe: bytes) -> tuple[PeerPaths, bytes] | None:
-        """The paths whose key authenticates ``probe``: the managed ones, or the parked ones (the
-        peer may be managing the connection we parked, when both authenticated)."""
-        for paths in filter(None, (self.peers.get(peer), self._parked.get(peer))):
+        """The paths whose key authenticates ``probe``: those in use first, then the peer's paused
+        ones (for a moment, the peer may be managing another of our connections)."""
+        managed = self.peers.get(peer)
+        for paths in sorted(self._all.get(peer, {}).values(), key=lambda p: p is not managed):
             key = paths.key
             if key is not None and hmac.compare_digest(_probe(probe[0], probe[1:9], peer, key), probe):
                 return paths, key

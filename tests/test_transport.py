@@ -606,3 +606,38 @@ async def test_0rtt_data_is_sent_again_after_a_retry(ids: list[Identity]) -> Non
         async with asyncio.timeout(10):  # the 0-RTT data went with the first ClientHello, which drew a Retry
             assert await stream.readexactly(5) == b"retry"
         assert stream.connection.session_resumed and stream.connection.peer == ids[0].aura_id
+
+
+@pytest.mark.parametrize("first", [0, 1])
+async def test_when_both_sides_dial_at_once_both_ends_use_the_connection_the_smaller_key_dialled(
+    ids: list[Identity], first: int
+) -> None:
+    """Each end sees two connections, in either order; both pick one by the same rule, the other idles out."""
+    config = TransportConfig(idle_timeout=1.0, keepalive_interval=0.25)
+    routers = [ProtocolRouter(), ProtocolRouter()]
+    for router in routers:
+        router.register(ECHO, echo)
+    async with (
+        Endpoint(ids[0], LOOPBACK, router=routers[0], config=config) as a,
+        Endpoint(ids[1], LOOPBACK, router=routers[1], config=config) as b,
+    ):
+        ends, second = (a, b), 1 - first
+        await ends[first].connect(ids[second].aura_id, ends[second].local_addresses)
+        # The other side dials too, as if it had not seen that connection yet (connect() would reuse it).
+        address = ends[first].local_addresses[0]
+        await ends[second]._handshake(ids[first].aura_id, address, ends[second]._socket_for(address))
+        smaller = 0 if ids[0].aura_id.public_key < ids[1].aura_id.public_key else 1
+        kept, dropped = [], []
+        for i, end in enumerate(ends):
+            by_dialler = {c.is_client: c for c in end.connections() if c.peer == ids[1 - i].aura_id}
+            kept.append(by_dialler[i == smaller])  # ours if our key is the smaller, else the one the peer dialled
+            dropped.append(by_dialler[i != smaller])
+            assert end.connection_to(ids[1 - i].aura_id) is kept[-1]
+        async with asyncio.timeout(10.0):  # the duplicate gets no keepalives: it idles out at both ends
+            for conn in dropped:
+                await conn.wait_closed()
+        assert not kept[0].is_closed and not kept[1].is_closed  # kept alive meanwhile
+        async with await kept[0].open_stream(ECHO) as stream:
+            await stream.send(b"still here")
+            stream.write_eof()
+            assert await stream.read_all(100) == b"still here"

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -104,6 +105,8 @@ class PeerConnection:
         """The AuraID that was dialled, or that a relay named as the sender; None for a direct accept."""
         self.peer: AuraID | None = None
         """The AuraID the peer proved in the handshake; None until then."""
+        self.ready_at: float | None = None
+        """Loop time at which the peer was authenticated."""
         self.is_client = quic.configuration.is_client
         self.session_resumed = False
         self.early_data_accepted = False
@@ -220,6 +223,10 @@ class PeerConnection:
         self._process()
 
     def _keepalive_at(self) -> float:
+        # Only the connection in use for the peer is kept alive: a duplicate (both sides dialled
+        # at once) idles out once its last stream is done.
+        if self.peer is not None and self._endpoint.connection_to(self.peer) is not self:
+            return math.inf
         return self._last_received + self._endpoint.config.keepalive_interval
 
     # -- the pump --------------------------------------------------------------------------
@@ -253,8 +260,10 @@ class PeerConnection:
         deadlines = [t for t in (self._quic.get_timer(),) if t is not None]
         if not self.is_ready:
             deadlines.append(self._handshake_deadline)
-        else:
-            deadlines.append(self._keepalive_at())
+        elif (keepalive := self._keepalive_at()) < math.inf:
+            deadlines.append(keepalive)
+        if not deadlines:
+            return
         at = min(deadlines)
         if self._timer is not None and self._timer_at is not None and self._timer_at <= at:
             return  # an earlier timer is armed: it fires, finds nothing due yet, and re-arms
@@ -299,6 +308,7 @@ class PeerConnection:
             self.abort(ErrorCode.IDENTITY_MISMATCH, "the client's key is not the one the relay named")
             return
         self.peer = proven
+        self.ready_at = self._loop.time()
         if not self._ready.done():
             self._ready.set_result(None)
         self._endpoint.connection_ready(self)

@@ -539,16 +539,20 @@ class Endpoint:
         if peer == self.identity.aura_id:
             raise LocalProtocolError("a node cannot dial itself")
         pending = self._dialing.get(peer)
-        if pending is None:
+        if pending is None or pending.done():  # a finished dial whose clean-up has not run yet is not reused
             if self._tasks is None:
                 raise LocalProtocolError("the endpoint is not running; use `async with`")
             pending = self._tasks.create_task(self._dial_outcome(peer, tuple(addresses), tuple(relays)))
             self._dialing[peer] = pending
-            pending.add_done_callback(lambda _: self._dialing.pop(peer, None))
+            pending.add_done_callback(functools.partial(self._dial_over, peer))
         outcome = await asyncio.shield(pending)
         if isinstance(outcome, BaseException):
             raise outcome.with_traceback(None)
         return outcome
+
+    def _dial_over(self, peer: AuraID, dial: asyncio.Future[PeerConnection | BaseException]) -> None:
+        if self._dialing.get(peer) is dial:
+            del self._dialing[peer]
 
     async def _dial_outcome(
         self, peer: AuraID, addresses: tuple[Address, ...], relays: tuple[DatagramSender, ...]
@@ -949,7 +953,9 @@ class Endpoint:
         """``conn`` authenticated its peer."""
         self._handshake_over(conn)
         assert conn.peer is not None
-        self._peers[conn.peer] = conn
+        current = self._peers.get(conn.peer)
+        if current is None or not self._keeps(current, conn):
+            self._peers[conn.peer] = conn
         self._observer.connection_opened("outbound" if conn.is_client else "inbound")
         if conn in self._resumptions:
             self._resumption_over(conn.peer, conn)
@@ -957,6 +963,22 @@ class Endpoint:
             callback(conn)
         if conn.issued_tickets:
             self._commit_server_tickets(conn)
+
+    def _keeps(self, current: PeerConnection, new: PeerConnection) -> bool:
+        """Whether ``current`` stays the connection in use for its peer although ``new`` authenticated.
+
+        The newest connection normally wins (a redial, a peer that restarted). But when both
+        sides dialled at once, each end sees two connections in either order, and both must pick
+        the same one: the one dialled by the smaller key. The other idles out.
+        """
+        if current.is_closed or not current.is_ready or current.is_client == new.is_client:
+            return False
+        assert current.ready_at is not None and new.ready_at is not None
+        if new.ready_at - current.ready_at > self.config.connect_timeout:
+            return False
+        assert new.peer is not None
+        ours, theirs = self.identity.aura_id.public_key, new.peer.public_key
+        return (ours if current.is_client else theirs) < (ours if new.is_client else theirs)
 
     def connection_lost(self, conn: PeerConnection, error: BaseException) -> None:
         """``conn`` ended; forget its routes."""
