@@ -15,6 +15,7 @@ error (unknown flag, missing argument). With ``--json``, stdout also gets
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import signal
@@ -278,6 +279,10 @@ async def _run_daemon(home: NodeHome, config: NodeConfig, passphrase: bytes | No
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, node.stop)
+        # What start-up built (modules, config, the node's long-lived state) lives as long as the
+        # daemon: keep the cyclic collector from re-scanning it on every collection, which
+        # otherwise lands on hot paths such as a handshake.
+        gc.freeze()
         listen = [str(a) for a in node.listen_addresses]
         ready: dict[str, Any] = {
             "event": "ready",
