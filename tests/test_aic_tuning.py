@@ -115,8 +115,11 @@ def frame_of(picture: np.ndarray, index: int) -> VideoFrame:
 
 
 def controller(dwell: float) -> tuple[AICController, SimpleNamespace]:
+    """A controller whose changes are timed by the dwell and cuts alone (no keyframe-cost rule)."""
     engine = HintEngine(Mode.ADAPTIVE, model=MotionPricedModel(), min_bitrate=1, max_bitrate=50_000_000)
-    control = AICController(engine, clock=lambda: 0.0, network=GOOD_NETWORK, dwell=dwell, ceiling_bps=50_000_000)
+    control = AICController(
+        engine, clock=lambda: 0.0, network=GOOD_NETWORK, dwell=dwell, ceiling_bps=50_000_000, switching=None
+    )
     sender = SimpleNamespace(_RTCRtpSender__encoder=vpx.Vp8Encoder())
     control.attach(sender)
     return control, sender

@@ -77,6 +77,7 @@ from auralink.aic.engine import DEFAULT_HYSTERESIS, EncoderSettings, Hint, HintE
 from auralink.aic.errors import UnsupportedEncoder
 from auralink.aic.features import FeatureExtractor, FrameStats
 from auralink.aic.rtp import HintMark, MarkingExtensionsMap, attach_sender
+from auralink.aic.switching import DEFAULT_SWITCH_POLICY, KeyframeCost, SwitchPolicy, pays_for_keyframe
 from auralink.errors import LocalProtocolError
 
 try:
@@ -184,13 +185,19 @@ class ControlledVp8Encoder(vpx.Vp8Encoder):
     """Monotonic seconds, read around each ``encode`` to time it."""
     encodes: deque[tuple[float, bool]]
     """Recent encodes not yet read: (seconds taken, whether it opened a codec context)."""
+    coded: deque[tuple[int, bool, int]]
+    """Recent coded frames not yet read: (payload bytes, whether a keyframe, target bits per second)."""
 
     def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
-        """aiortc's ``encode``, timed; the time is appended to :attr:`encodes`."""
+        """aiortc's ``encode``, timed; the time is appended to :attr:`encodes`, the frame's size to :attr:`coded`."""
         before = self.__dict__.get("codec")
+        target = self.target_bitrate
         started = self.timer()
         out = super().encode(frame, force_keyframe)
         self.encodes.append((self.timer() - started, self.__dict__.get("codec") is not before))
+        payloads = out[0]
+        if payloads:
+            self.coded.append((sum(len(p) for p in payloads), _is_keyframe(payloads[0]), target))
         return out
 
     @property
@@ -249,6 +256,7 @@ def adopt_encoder(
         encoder.options = {}
         encoder.timer = time.perf_counter
         encoder.encodes = deque(maxlen=_ENCODES_KEPT)
+        encoder.coded = deque(maxlen=_ENCODES_KEPT)
         encoder.__dict__["codec"] = current
     elif not isinstance(encoder, ControlledVp8Encoder):
         raise UnsupportedEncoder(type(encoder).__name__)
@@ -291,6 +299,10 @@ class AICMetrics:
     """Changes of ``cpu-used`` (each re-creates the encoder and forces a keyframe)."""
     encoder_late: int = 0
     """Times the encoder ran late and effort went back to the fastest level."""
+    switches_declined: int = 0
+    """Wanted changes of settings not made because they would not pay for their keyframe."""
+    keyframe_bits: float | None = None
+    """Bits the latest keyframe cost beyond its frame's share of the target, or None before any."""
 
 
 class AICController:
@@ -321,6 +333,7 @@ class AICController:
         encoder_options: Mapping[str, str] = TUNED_VP8_OPTIONS,
         effort: EffortPolicy | None = DEFAULT_EFFORT,
         encode_timer: Callable[[], float] = time.perf_counter,
+        switching: SwitchPolicy | None = DEFAULT_SWITCH_POLICY,
     ) -> None:
         if not 0 < floor_bps <= ceiling_bps:
             raise LocalProtocolError(f"floor_bps and ceiling_bps must satisfy 0 < floor <= ceiling: {floor_bps}")
@@ -329,6 +342,10 @@ class AICController:
         if not 0.0 <= dwell < float("inf"):
             raise LocalProtocolError(f"dwell must be a finite number of seconds >= 0, not {dwell!r}")
         self._dwell = dwell
+        self._switching = switching
+        self._keyframe_cost = KeyframeCost()
+        self._declined = 0
+        self._last_declined: EncoderSettings | None = None
         self._options = dict(encoder_options)
         self._governor = EffortGovernor(effort) if effort is not None else None
         self._encode_timer = encode_timer
@@ -416,6 +433,8 @@ class AICController:
             cpu_used=self._governor.cpu_used if encoder is not None and self._governor is not None else None,
             effort_changes=self._governor.changes if self._governor is not None else 0,
             encoder_late=self._governor.late if self._governor is not None else 0,
+            switches_declined=self._declined,
+            keyframe_bits=self._keyframe_cost.extra_bits,
         )
 
     # --- per frame ----------------------------------------------------------------------------------------
@@ -427,17 +446,19 @@ class AICController:
         luma = _luma(frame)
         stats = self._extractor.push(luma, self._source_fps)
         network = self.network
-        hint = self.engine.hint(self._smooth(stats), network, self._clock())
+        smoothed = self._smooth(stats)
+        hint = self.engine.hint(smoothed, network, self._clock())
         self._hints += 1
         self._last_hint = hint
         native = self._native()
         fallbacks = self.engine.fallbacks
         wanted = self.engine.apply_or_native(hint, self._clock(), native)
-        forced = stats.scene_change or self.engine.fallbacks != fallbacks
+        fallback = self.engine.fallbacks != fallbacks
         if self._marking is not None:
-            self._marking.mark = None if self.engine.fallbacks != fallbacks else HintMark.of(hint)
+            self._marking.mark = None if fallback else HintMark.of(hint)
         now = self._clock() if seconds is None else seconds
-        settings = self._settle(wanted, network, now, forced=forced)
+        self._observe_coded()
+        settings = self._settle(wanted, network, now, smoothed, cut=stats.scene_change, fallback=fallback)
         self._apply_bitrate(settings.bitrate_bps, network)
         self._govern_effort(now, 1.0 / settings.fps)
         if not self._due(seconds, settings.fps):
@@ -471,23 +492,86 @@ class AICController:
             scene_change=stats.scene_change,
         )
 
-    def _settle(self, wanted: EncoderSettings, network: NetworkStats, now: float, *, forced: bool) -> EncoderSettings:
-        """The settings to use now: ``wanted`` if a change is due or forced, else the ones in force."""
+    def _settle(
+        self,
+        wanted: EncoderSettings,
+        network: NetworkStats,
+        now: float,
+        stats: FrameStats,
+        *,
+        cut: bool,
+        fallback: bool,
+    ) -> EncoderSettings:
+        """The settings to use now: ``wanted`` if a change is due and pays for its keyframe, else the ones in force.
+
+        The first settings, deadline fallbacks and settings that no longer fit the network apply at
+        once; a cut lifts the dwell; any other change that re-creates the encoder must pay for its
+        keyframe (:mod:`auralink.aic.switching`).
+        """
         applied = self._applied
+        if applied is None or fallback or applied.bitrate_bps > max(self._floor, network.bandwidth_bps):
+            return self._adopt(wanted, now)
         due = (
-            applied is None
-            or forced
+            cut
             or self._applied_at is None
             or now - self._applied_at >= self._dwell
             or now < self._applied_at  # the media clock went back (a new source)
-            or applied.bitrate_bps > max(self._floor, network.bandwidth_bps)
         )
-        if not due:
-            assert applied is not None
+        if not due or wanted == applied:
             return applied
-        if applied is None or wanted != applied:
+        if self._recreates(applied, wanted) and not self._pays(applied, wanted, stats):
+            if wanted != self._last_declined:
+                self._declined += 1
+                self._last_declined = wanted
+            return applied
+        return self._adopt(wanted, now)
+
+    def _adopt(self, wanted: EncoderSettings, now: float) -> EncoderSettings:
+        if self._applied is None or wanted != self._applied:
             self._applied, self._applied_at = wanted, now
         return wanted
+
+    def _recreates(self, applied: EncoderSettings, wanted: EncoderSettings) -> bool:
+        """Whether moving from ``applied`` to ``wanted`` makes aiortc re-create the encoder (a keyframe)."""
+        moved = abs(wanted.bitrate_bps - applied.bitrate_bps) > self._hysteresis * applied.bitrate_bps
+        return moved or wanted.resolution_scale != applied.resolution_scale
+
+    def _pays(self, applied: EncoderSettings, wanted: EncoderSettings, stats: FrameStats) -> bool:
+        """Whether the change is worth its keyframe: bits over the horizon, and beyond the model's uncertainty."""
+        policy = self._switching
+        if policy is None:
+            return True
+        horizon = policy.horizon if policy.horizon is not None else (self._dwell or DEFAULT_DWELL)
+        keyframe = self._keyframe_cost.extra_bits
+        effective = float(wanted.bitrate_bps)
+        if wanted.bitrate_bps > applied.bitrate_bps and keyframe is not None:  # the keyframe is paid out of the rise
+            effective = max(1.0, wanted.bitrate_bps - keyframe / horizon)
+        model = self.engine.model
+
+        def rate(settings: EncoderSettings) -> float:  # full rate is the frame's rate, whatever its rounding
+            return stats.fps if settings.fps >= stats.fps * 0.999 else settings.fps
+
+        return pays_for_keyframe(
+            current_bps=applied.bitrate_bps,
+            wanted_bps=wanted.bitrate_bps,
+            horizon=horizon,
+            keyframe_bits=keyframe,
+            current_quality=model.predicted_quality(
+                stats, applied.bitrate_bps, applied.resolution_scale, rate(applied)
+            ),
+            wanted_quality=model.predicted_quality(stats, effective, wanted.resolution_scale, rate(wanted)),
+            quality_tolerance=policy.quality_tolerance,
+        )
+
+    def _observe_coded(self) -> None:
+        """Feed the sizes of the frames coded since the last call to the keyframe-cost estimate."""
+        encoder = self._encoder
+        if encoder is None:
+            return
+        fps = self._applied.fps if self._applied is not None else self._source_fps
+        while encoder.coded:
+            size, keyframe, target = encoder.coded.popleft()
+            self._keyframe_cost.observe(size, keyframe=keyframe, target_bps=target, fps=fps)
 
     def _native(self) -> EncoderSettings:
         """What aiortc would do by itself: the last REMB (else its 500 kbps start) within its global limits."""
@@ -596,6 +680,12 @@ class AICVideoTrack(MediaStreamTrack):
         """Stop this track and its source."""
         super().stop()
         self.source.stop()
+
+
+def _is_keyframe(payload: bytes) -> bool:
+    """Whether an aiortc VP8 RTP payload starts a keyframe (RFC 7741 4.2 descriptor, then RFC 6386 9.1 P bit)."""
+    data = vpx.vp8_depayload(payload)
+    return bool(data) and data[0] & 1 == 0
 
 
 def _luma(frame: VideoFrame) -> npt.NDArray[np.uint8]:
