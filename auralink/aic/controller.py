@@ -41,9 +41,12 @@ therefore buy keyframes, not quality. The controller:
 
 * smooths the content features over about a third of a second (an exponential average of SI and
   TI) and restarts the average at each scene cut, so one noisy frame does not move the target;
-* changes bitrate or size at once on a scene cut (a cut costs an intra frame anyway), when the
-  current bitrate no longer fits the network's estimate, or on a deadline fallback; otherwise at
-  most once per ``dwell`` seconds of media time (2 s by default);
+* changes bitrate or size at once when the current bitrate no longer fits the network's estimate,
+  or on a deadline fallback; otherwise at a scene cut or at most once per ``dwell`` seconds of media
+  time (2 s by default), and then only if the change pays for its keyframe: the bits it moves over
+  the horizon exceed the latest keyframe's measured extra bits, and the model's predicted quality
+  moves by more than its uncertainty (:mod:`auralink.aic.switching`; ``switching=None`` turns this
+  off). :class:`ControlledVp8Encoder` records each coded frame's size for that estimate;
 * writes a new target only when it moves by more than ``hysteresis`` from the encoder's current
   one. Each write that re-creates the encoder is counted in :attr:`AICMetrics.bitrate_changes`.
 
@@ -300,7 +303,7 @@ class AICMetrics:
     encoder_late: int = 0
     """Times the encoder ran late and effort went back to the fastest level."""
     switches_declined: int = 0
-    """Wanted changes of settings not made because they would not pay for their keyframe."""
+    """Changes held back because they would not pay for their keyframe (a run of frames counts once)."""
     keyframe_bits: float | None = None
     """Bits the latest keyframe cost beyond its frame's share of the target, or None before any."""
 
@@ -345,7 +348,7 @@ class AICController:
         self._switching = switching
         self._keyframe_cost = KeyframeCost()
         self._declined = 0
-        self._last_declined: EncoderSettings | None = None
+        self._declining = False
         self._options = dict(encoder_options)
         self._governor = EffortGovernor(effort) if effort is not None else None
         self._encode_timer = encode_timer
@@ -520,13 +523,14 @@ class AICController:
         if not due or wanted == applied:
             return applied
         if self._recreates(applied, wanted) and not self._pays(applied, wanted, stats):
-            if wanted != self._last_declined:
+            if not self._declining:  # a run of frames holding the same change back counts once
                 self._declined += 1
-                self._last_declined = wanted
+                self._declining = True
             return applied
         return self._adopt(wanted, now)
 
     def _adopt(self, wanted: EncoderSettings, now: float) -> EncoderSettings:
+        self._declining = False
         if self._applied is None or wanted != self._applied:
             self._applied, self._applied_at = wanted, now
         return wanted
