@@ -260,6 +260,8 @@ def aic(mode: Mode, offset: float, path: NetworkStats, metrics: dict[str, Any]) 
             frames_dropped=snapshot.frames_dropped,
             effort_changes=snapshot.effort_changes,
             encoder_late=snapshot.encoder_late,
+            switches_declined=snapshot.switches_declined,
+            keyframe_bits=snapshot.keyframe_bits,
         )
         if snapshot.last_hint is not None:
             metrics.setdefault("targets", []).append(snapshot.target_bitrate_bps)
