@@ -25,6 +25,7 @@ from auralink.aic import (
     load_rate_model,
     usable_bandwidth,
 )
+from auralink.aic.engine import STARVED_BITS_PER_PIXEL
 from auralink.errors import LocalProtocolError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -364,6 +365,26 @@ def test_a_poor_network_scales_resolution_down() -> None:
     assert rich.resolution_scale == 1.0
     assert poor.resolution_scale < 1.0
     assert poor.predicted_quality < rich.predicted_quality
+
+
+class SmallPicturesLookBest(AnalyticRateModel):
+    """A model that rates every smaller picture higher (as the trained model's resampling term did at low rates)."""
+
+    def predicted_quality(self, frame: FrameStats, bitrate_bps: float, scale: float, fps: float) -> float:
+        return 100.0 - 50.0 * scale
+
+
+@pytest.mark.parametrize(
+    ("kbps", "scale"),
+    [(2_000, 1.0), (420, 1.0), (300, 0.75), (150, 0.5), (80, 0.375), (10, 0.25)],
+)
+def test_the_picture_keeps_its_size_while_the_budget_can_code_it(kbps: int, scale: float) -> None:
+    """640x480 at 30 fps: full size down to 0.04 bits per pixel (369 kbps usable), whatever the model prefers."""
+    engine = HintEngine(Mode.ADAPTIVE, model=SmallPicturesLookBest(), min_bitrate=1_000)
+    net = NetworkStats(rtt_s=0.0, loss=0.0, jitter_s=0.0, bandwidth_bps=kbps * 1000 / 0.9)  # usable = kbps
+    hint = engine.hint(TALKING_HEAD, net, 0.0)
+    assert hint.resolution_scale == scale
+    assert hint.fps == 30.0 or kbps * 1000 < STARVED_BITS_PER_PIXEL * 160 * 120 * 30
 
 
 def test_still_content_costs_less_than_motion() -> None:

@@ -28,6 +28,7 @@ from auralink.aic.controller import (
     adopt_encoder,
     set_encoder_bitrate,
 )
+from auralink.errors import LocalProtocolError
 
 TIME_BASE = fractions.Fraction(1, 90_000)
 
@@ -176,6 +177,44 @@ def test_stale_hints_fall_back_to_native_settings_and_are_counted() -> None:
     assert metrics.fallbacks == 4
     # Native: aiortc's own start, 500 kbps within its global limits, at full size and rate.
     assert metrics.target_bitrate_bps == vpx.DEFAULT_BITRATE
+
+
+def frame_at(index: int, fps: int) -> VideoFrame:
+    frame = video_frame(index)
+    frame.pts = index * 90_000 // fps
+    return frame
+
+
+def hinted_fps(controller: AICController) -> float:
+    hint = controller.metrics().last_hint
+    assert hint is not None
+    return hint.fps
+
+
+def test_a_known_source_rate_is_used_from_the_first_frame() -> None:
+    controller = AICController(HintEngine(model=AnalyticRateModel()), clock=Clock(), source_fps=25.0)
+    controller.process(frame_at(0, 25))
+    assert hinted_fps(controller) == pytest.approx(25.0)
+    for index in range(1, 60):  # 2.4 s: past the dwell, nothing to change or decline
+        controller.process(frame_at(index, 25))
+        assert hinted_fps(controller) == pytest.approx(25.0)
+    assert controller.metrics().switches_declined == 0
+
+
+def test_without_a_known_rate_the_first_interval_replaces_the_30_fps_guess() -> None:
+    controller = AICController(HintEngine(model=AnalyticRateModel()), clock=Clock())
+    controller.process(frame_at(0, 25))
+    assert hinted_fps(controller) == pytest.approx(30.0)
+    controller.process(frame_at(1, 25))
+    assert hinted_fps(controller) == pytest.approx(25.0)  # not 29, as a moving average from 30 would say
+    controller.process(frame_at(2, 25))
+    assert hinted_fps(controller) == pytest.approx(25.0)
+
+
+@pytest.mark.parametrize("fps", [0.0, -25.0, float("nan"), float("inf"), 1000.0])
+def test_an_impossible_source_rate_is_refused(fps: float) -> None:
+    with pytest.raises(LocalProtocolError, match="source_fps"):
+        AICController(HintEngine(model=AnalyticRateModel()), source_fps=fps)
 
 
 class CheapestRungModel(AnalyticRateModel):

@@ -217,7 +217,7 @@ def test_controller_codes_slow_with_headroom_and_falls_back_when_late() -> None:
     metrics = controller.metrics()
     assert (metrics.cpu_used, metrics.effort_changes, metrics.encoder_late) == (-2, 0, 0)
     # merged over aiortc's options in each context the encoder opens (PyAV empties them once open)
-    assert encoder.options == {"noise-sensitivity": "0", "cpu-used": "-2"}
+    assert encoder.options == {"noise-sensitivity": "0", "rc_init_occupancy": "{bufsize}", "cpu-used": "-2"}
     opened = encoder.codec
     timer.cost = 25 * MS  # the machine got busy
     run(controller, encoder, 50, 6)

@@ -49,11 +49,37 @@ def bitstream(encoder: vpx.Vp8Encoder, count: int = 6) -> bytes:
 def test_tuned_context_merges_overrides_into_the_options_aiortc_sets() -> None:
     context = av.CodecContext.create("libvpx", "w")
     wrapped = TunedCodecContext(context, TUNED_VP8_OPTIONS)
-    wrapped.options = {"noise-sensitivity": "4", "cpu-used": "-6"}
+    wrapped.options = {"noise-sensitivity": "4", "cpu-used": "-6", "bufsize": "120000"}
     wrapped.width = 160
-    assert context.options == {"noise-sensitivity": "0", "cpu-used": "-6"}
+    assert context.options == {
+        "noise-sensitivity": "0",
+        "cpu-used": "-6",
+        "bufsize": "120000",
+        "rc_init_occupancy": "120000",  # named in braces: aiortc's own value, per context
+    }
     assert context.width == 160
     assert wrapped.context is context
+
+
+def test_an_override_naming_an_option_aiortc_did_not_set_is_left_out() -> None:
+    context = av.CodecContext.create("libvpx", "w")
+    TunedCodecContext(context, TUNED_VP8_OPTIONS).options = {"cpu-used": "-6"}
+    assert context.options == {"cpu-used": "-6", "noise-sensitivity": "0"}
+
+
+def test_the_first_keyframe_is_coded_finer_with_a_full_buffer() -> None:
+    """libvpx's default start codes the first keyframe at its worst quantizer; a full buffer does not."""
+    start = {"noise-sensitivity": "0"}
+    default = adopt_encoder(vpx.Vp8Encoder(), options=start)
+    full = adopt_encoder(vpx.Vp8Encoder(), options={**start, "rc_init_occupancy": "{bufsize}"})
+    first: list[int] = []
+    for encoder in (default, full):
+        encoder.set_target(100_000)
+        frame = noisy_frame(0)
+        frame.pict_type = PictureType.NONE
+        payloads, _ = encoder.encode(frame)
+        first.append(sum(len(p) for p in payloads))
+    assert first[1] > 1.3 * first[0]  # 1.5x measured: more bits spent on the first picture
 
 
 def test_adopted_encoder_codes_with_the_denoiser_off_and_other_encoders_keep_it() -> None:
@@ -85,9 +111,12 @@ def test_empty_options_keep_aiortcs_context() -> None:
     assert isinstance(adopted, ControlledVp8Encoder)
 
 
-@pytest.mark.parametrize("options", [{"noise-sensitivity": 0}, {1: "0"}])
+@pytest.mark.parametrize(
+    "options",
+    [{"noise-sensitivity": 0}, {1: "0"}, {"rc_init_occupancy": "{nonsense}"}, {"sharpness": "{"}, {"x": "{}"}],
+)
 def test_bad_encoder_options_raise_a_clear_error(options: dict[object, object]) -> None:
-    with pytest.raises(LocalProtocolError, match="encoder options"):
+    with pytest.raises(LocalProtocolError, match="encoder option"):
         adopt_encoder(vpx.Vp8Encoder(), options=options)  # type: ignore[arg-type]
 
 

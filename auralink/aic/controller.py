@@ -23,7 +23,10 @@ test against the real classes:
   options before the first frame opens it; :class:`ControlledVp8Encoder` declares ``codec`` as a
   property, so every context aiortc creates for that one encoder is wrapped in
   :class:`TunedCodecContext`, which merges :data:`TUNED_VP8_OPTIONS` (or the caller's overrides)
-  into the options aiortc sets. Other encoders in the process keep aiortc's options.
+  into the options aiortc sets. Other encoders in the process keep aiortc's options. The same
+  merge starts libvpx's rate control with a full one-second buffer (``rc_init_occupancy``): by
+  default VP8 codes its first keyframe, and every keyframe of a re-created encoder, at its worst
+  quantizer and climbs back over about a second.
 * **Encoder effort.** :class:`ControlledVp8Encoder` times each ``encode`` call (aiortc runs it in an
   executor thread); on the next frame the controller hands those times to an
   :class:`~auralink.aic.effort.EffortGovernor`, whose chosen libvpx ``cpu-used`` becomes one of the
@@ -64,6 +67,7 @@ runs inside aiortc's sender task, on the event loop. The per-frame work is featu
 from __future__ import annotations
 
 import logging
+import string
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -95,6 +99,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 
 __all__ = [
     "DEFAULT_DWELL",
+    "AIORTC_VP8_OPTIONS",
     "TUNED_VP8_OPTIONS",
     "AICController",
     "AICMetrics",
@@ -116,14 +121,38 @@ DEFAULT_FLOOR_BPS = 30_000
 """Lowest target the controller writes to an adopted encoder."""
 DEFAULT_CEILING_BPS = 4_000_000
 """Highest target the controller writes to an adopted encoder."""
-TUNED_VP8_OPTIONS: Mapping[str, str] = MappingProxyType({"noise-sensitivity": "0"})
-"""libvpx options an adopted encoder overrides: the denoiser off (aiortc sets 4)."""
+TUNED_VP8_OPTIONS: Mapping[str, str] = MappingProxyType({"noise-sensitivity": "0", "rc_init_occupancy": "{bufsize}"})
+"""libvpx options an adopted encoder overrides: the denoiser off (aiortc sets 4), and rate control
+starting with a full buffer (libvpx's default starts VP8's first keyframe at its worst quantizer).
+
+A value may name one of aiortc's own options in braces (``{bufsize}``, its one-second buffer in
+bits): it is replaced by aiortc's value for each codec context."""
+AIORTC_VP8_OPTIONS = frozenset(
+    {
+        "bufsize",
+        "cpu-used",
+        "deadline",
+        "lag-in-frames",
+        "minrate",
+        "maxrate",
+        "noise-sensitivity",
+        "overshoot-pct",
+        "partitions",
+        "static-thresh",
+        "undershoot-pct",
+    }
+)
+"""The options aiortc 1.16's ``Vp8Encoder`` sets, which an override value may name in braces."""
 DEFAULT_DWELL = 2.0
 """Seconds of media between two bitrate or size changes, unless a cut or the network forces one."""
 _SMOOTHING = 0.1
 """Weight of the newest frame in the controller's moving average of SI and TI."""
 _ENCODES_KEPT = 64
 """Encode times an adopted encoder keeps until the controller reads them."""
+_GUESSED_FPS = 30.0
+"""Source frame rate assumed until the first frame interval is measured (no ``source_fps`` given)."""
+_MAX_FPS = 240.0
+"""Highest source frame rate the controller believes."""
 
 
 class TunedCodecContext:
@@ -149,8 +178,19 @@ class TunedCodecContext:
 
     def __setattr__(self, name: str, value: object) -> None:
         if name == "options" and isinstance(value, dict):
-            value = {**value, **object.__getattribute__(self, "_overrides")}
+            value = _merged(value, object.__getattribute__(self, "_overrides"))
         setattr(object.__getattribute__(self, "_context"), name, value)
+
+
+def _merged(aiortc_options: dict[str, str], overrides: Mapping[str, str]) -> dict[str, str]:
+    """aiortc's options with the overrides on top; an override naming an option aiortc did not set is left out."""
+    merged = dict(aiortc_options)
+    for key, text in overrides.items():
+        try:
+            merged[key] = text.format_map(aiortc_options)
+        except KeyError:
+            logger.debug("encoder option %s=%r left out: aiortc set no such option", key, text)
+    return merged
 
 
 def set_encoder_bitrate(encoder: vpx.Vp8Encoder, bitrate_bps: int, *, floor: int, ceiling: int) -> int:
@@ -242,7 +282,8 @@ def adopt_encoder(
     """Put a live ``Vp8Encoder`` under AIC control, with per-encoder limits and libvpx options; idempotent.
 
     ``options`` are merged over aiortc's own in every codec context the encoder creates from now on
-    (an empty mapping keeps aiortc's). A context already open with other options is dropped, so the
+    (an empty mapping keeps aiortc's); a value may name one of aiortc's options in braces
+    (:data:`TUNED_VP8_OPTIONS`). A context already open with other options is dropped, so the
     next frame re-creates it (one keyframe). Each ``encode`` is timed with ``timer``
     (``time.perf_counter`` unless given; None keeps the one already in use). Raises
     :class:`UnsupportedEncoder` for any other encoder (H.264, Opus, a subclass of unknown behaviour).
@@ -251,6 +292,16 @@ def adopt_encoder(
         raise LocalProtocolError(f"encoder limits must satisfy 0 < floor <= ceiling, not {floor}, {ceiling}")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in options.items()):
         raise LocalProtocolError(f"encoder options must map str to str, not {dict(options)!r}")
+    for key, value in options.items():
+        try:
+            named = {field for _, field, _, _ in string.Formatter().parse(value) if field is not None}
+        except ValueError as exc:
+            raise LocalProtocolError(f"encoder option {key}={value!r}: {exc}") from exc
+        if not named <= AIORTC_VP8_OPTIONS:
+            raise LocalProtocolError(
+                f"encoder option {key}={value!r} names {sorted(named - AIORTC_VP8_OPTIONS)} in braces; "
+                f"only aiortc's own options can be named: {sorted(AIORTC_VP8_OPTIONS)}"
+            )
     if type(encoder) is vpx.Vp8Encoder:
         current = encoder.codec
         encoder.__class__ = ControlledVp8Encoder
@@ -321,6 +372,11 @@ class AICController:
     ``sender.getStats()``); the bandwidth used is the lower of that estimate and the receiver's REMB.
     Until a bandwidth estimate is given (``network=`` or :meth:`update_network`), the receiver's
     REMB is the estimate, and before the first REMB, aiortc's own 500 kbps start.
+
+    Pass ``source_fps`` when the source's nominal frame rate is known (the camera's setting, a
+    file's rate): the first frame's bitrate is then chosen for the right rate. Without it the
+    controller assumes 30 fps for the first frame and then measures the rate from the frames'
+    timestamps.
     """
 
     def __init__(
@@ -337,7 +393,10 @@ class AICController:
         effort: EffortPolicy | None = DEFAULT_EFFORT,
         encode_timer: Callable[[], float] = time.perf_counter,
         switching: SwitchPolicy | None = DEFAULT_SWITCH_POLICY,
+        source_fps: float | None = None,
     ) -> None:
+        if source_fps is not None and not 0.0 < source_fps <= _MAX_FPS:
+            raise LocalProtocolError(f"source_fps must lie in (0, {_MAX_FPS:g}], not {source_fps!r}")
         if not 0 < floor_bps <= ceiling_bps:
             raise LocalProtocolError(f"floor_bps and ceiling_bps must satisfy 0 < floor <= ceiling: {floor_bps}")
         if not 0.0 <= hysteresis <= 1.0:
@@ -372,7 +431,10 @@ class AICController:
         self._last_hint: Hint | None = None
         self._next_due: float | None = None
         self._last_time: float | None = None
-        self._source_fps = 30.0
+        # The source's nominal rate when the application knows it (its camera's setting); else a
+        # 30 fps guess that the first measured frame interval replaces.
+        self._source_fps = source_fps if source_fps is not None else _GUESSED_FPS
+        self._fps_measured = source_fps is not None
 
     # --- wiring -------------------------------------------------------------------------------------------
 
@@ -590,8 +652,11 @@ class AICController:
             return None
         seconds = float(frame.pts * Fraction(frame.time_base))
         if self._last_time is not None and seconds > self._last_time:
-            instant = 1.0 / (seconds - self._last_time)
-            self._source_fps = min(240.0, self._source_fps + 0.2 * (instant - self._source_fps))
+            instant = min(_MAX_FPS, 1.0 / (seconds - self._last_time))
+            if self._fps_measured:
+                self._source_fps += 0.2 * (instant - self._source_fps)
+            else:  # the guess is no evidence: the first interval replaces it
+                self._source_fps, self._fps_measured = instant, True
         self._last_time = seconds
         return seconds
 

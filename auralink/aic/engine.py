@@ -15,17 +15,22 @@ Choosing settings
    second, where ``headroom`` shrinks from 0.9 as RTT and jitter grow (queues are building), down to
    a floor of 0.45 (:func:`usable_bandwidth`). No hint ever asks for more, whatever the mode, the
    content, the floor ``min_bitrate`` or the hysteresis.
-2. **Demand.** Each :class:`Mode` aims at a quality in the rate model's unit: aggressive the
-   lowest, conservative the highest (the model's ``quality_targets``). For every rung of a small ladder of resolution
-   scales, at the full frame rate, the rate model says how many bits reach that quality; the cheapest rung
-   wins. The demand is clamped to ``[min_bitrate, max_bitrate]``. The frame rate is never cut just to save
-   bits: a held frame is a bad frame for the viewer, which a mean quality target hides (measured on
-   ``carphone`` at 65-120 kbps: half rate had a 5th-percentile VMAF 20-26 points under full rate at
-   the same bitrate).
-3. **Target** = ``min(demand, usable)``. When the budget (or the floor) sets the target, the engine
-   picks the rung whose predicted quality at that bitrate is highest (at full frame rate, unless even
-   the smallest scale would get under :data:`STARVED_BITS_PER_PIXEL`), which is how it scales
-   resolution and frame rate down on a poor network.
+2. **Size.** The picture keeps its full size unless the budget is below
+   :data:`CODABLE_BITS_PER_PIXEL` there (VP8 cannot hold such a rate: at its worst quantizer it
+   overshoots); then it takes the largest scale of :data:`SCALE_LADDER` that the budget can code.
+   Measured under VMAF, a smaller picture never paid while the full one could hold the rate (on
+   ``carphone`` at 30 kbps, scale 0.75 scored 8 VMAF points under full size at the same bitrate;
+   ``python -m benchmarks.aic.scales`` for the held-out clips), so the rate model's own
+   resampling term does not choose the size.
+3. **Demand and target.** Each :class:`Mode` aims at a quality in the rate model's unit:
+   aggressive the lowest, conservative the highest (the model's ``quality_targets``). The rate
+   model says how many bits reach that quality at the full size and frame rate; the demand is
+   clamped to ``[min_bitrate, max_bitrate]``, and the target is ``min(demand, usable)``.
+   The frame rate is never cut just to save bits: a
+   held frame is a bad frame for the viewer, which a mean quality target hides (on ``carphone`` at
+   65-120 kbps, half rate had a 5th-percentile VMAF 20-26 points under full rate at the same
+   bitrate). Only when even the smallest scale gets under :data:`STARVED_BITS_PER_PIXEL` does the
+   engine take the frame rate the rate model rates best at that bitrate.
 4. **Hysteresis.** aiortc re-creates the VP8 encoder and forces a keyframe on any bitrate change of
    more than 10%. So a new target within ``hysteresis`` (10%) of the previous one keeps the previous
    settings, unless the previous bitrate no longer fits the budget.
@@ -79,6 +84,7 @@ from auralink.aic.features import FrameStats
 from auralink.errors import LocalProtocolError
 
 __all__ = [
+    "CODABLE_BITS_PER_PIXEL",
     "DEFAULT_DEADLINE",
     "DEFAULT_HYSTERESIS",
     "FPS_LADDER",
@@ -107,6 +113,10 @@ MIN_CODED_HEIGHT = 72
 """Smallest coded height, in pixels, that a downscaled rung may have."""
 MIN_CODED_FPS = 5.0
 """Smallest coded frame rate that a reduced-frame-rate rung may have."""
+CODABLE_BITS_PER_PIXEL = 0.04
+"""Bits per pixel below which VP8 (aiortc's quantizer limit, 56) cannot hold a target at full frame
+rate: measured 0.027-0.039 at its worst quantizer on the evaluation clips. Above it the engine keeps
+the full size, which gave the higher VMAF at every bitrate measured."""
 STARVED_BITS_PER_PIXEL = 0.02
 """Bits per pixel, at the smallest scale and full rate, below which the engine may also cut the frame rate."""
 MAX_FEASIBLE_QUALITY = 99.5
@@ -301,6 +311,15 @@ class AnalyticRateModel:
         return min(100.0, max(0.0, codec_quality - self._penalty(frame, scale, fps)))
 
 
+def _codable_scale(frame: FrameStats, bitrate_bps: float) -> float:
+    """The largest scale at which ``bitrate_bps`` is at least :data:`CODABLE_BITS_PER_PIXEL`; else the smallest."""
+    scales = sorted({scale for scale, _ in _rungs(frame)}, reverse=True)
+    for scale in scales:
+        if bitrate_bps >= CODABLE_BITS_PER_PIXEL * frame.width * frame.height * scale * scale * frame.fps:
+            return scale
+    return scales[-1]
+
+
 def _rungs(frame: FrameStats) -> list[tuple[float, float]]:
     """The (scale, fps) pairs worth trying for this frame, full size and full rate first."""
     rungs = []
@@ -355,26 +374,17 @@ class HintEngine:
         now = _check_finite(now, "now", low=-math.inf)
         budget = min(usable_bandwidth(net), self._max)
         quality = self._model.quality_targets[self.mode]
-        rungs = _rungs(frame)
-        demand, scale, fps = math.inf, 1.0, frame.fps
-        for rung_scale, rung_fps in rungs:
-            if rung_fps < frame.fps:
-                continue  # see the module docstring: frame rate is cut only when the budget binds
-            needed = self._model.required_bitrate(frame, quality, rung_scale, rung_fps)
-            if needed < demand:
-                demand, scale, fps = needed, rung_scale, rung_fps
+        demand = self._model.required_bitrate(frame, quality, 1.0, frame.fps)
         target = min(max(demand, self._min), budget)
-        if target != demand:  # the budget or the floor binds: the best quality this bitrate buys
-            best = -1.0
-            smallest = min(rung_scale for rung_scale, _ in rungs)
-            pixel_rate = frame.width * frame.height * smallest * smallest * frame.fps
-            starved = target < STARVED_BITS_PER_PIXEL * pixel_rate
-            for rung_scale, rung_fps in rungs:
-                if rung_fps < frame.fps and not starved:
-                    continue
-                predicted = self._model.predicted_quality(frame, target, rung_scale, rung_fps)
-                if predicted > best:
-                    best, scale, fps = predicted, rung_scale, rung_fps
+        scale, fps = _codable_scale(frame, budget), frame.fps
+        smallest = min(rung_scale for rung_scale, _ in _rungs(frame))
+        if target < STARVED_BITS_PER_PIXEL * frame.width * frame.height * smallest * smallest * frame.fps:
+            best = -1.0  # starved even at the smallest size: the frame rate the model rates best
+            for rung_scale, rung_fps in _rungs(frame):
+                if rung_scale == scale:
+                    predicted = self._model.predicted_quality(frame, target, rung_scale, rung_fps)
+                    if predicted > best:
+                        best, fps = predicted, rung_fps
         settings = EncoderSettings(int(target), scale, fps)
         last = self._last
         if (

