@@ -169,10 +169,10 @@ def test_another_programs_database_is_refused(path: Path) -> None:
 def test_wal_mode_and_pragmas_are_on(store: NodeStore, path: Path) -> None:
     store.peer_seen(ALICE, T0)
     assert raw(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store._connection is not None
-    assert store._connection.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-    assert store._connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
-    assert store._connection.execute("PRAGMA busy_timeout").fetchone()[0] > 0
+    with store._db.read() as db:
+        assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert db.execute("PRAGMA busy_timeout").fetchone()[0] > 0
 
 
 def test_files_are_private(path: Path) -> None:

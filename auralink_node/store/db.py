@@ -22,7 +22,9 @@ contacts) means appending one :class:`Migration` with the next version number; n
 that has shipped. Foreign keys are off while migrations run, as SQLite's "making other kinds of
 table schema changes" recipe requires, and ``PRAGMA foreign_key_check`` must pass before each
 migration commits. ``PRAGMA application_id`` marks the file as ours, so that another program's
-database is refused instead of being migrated.
+database is refused instead of being migrated. Opening, the pragmas, the migrations and the
+transactions are those every AuraLink database shares (``auralink._sqlite``); this module holds
+the node's schema and what it does with it.
 
 *Refusals.* Opening never damages a file it does not understand. A file that is not SQLite or is
 damaged raises :class:`StoreCorrupt`; a file written by a newer AuraLink raises
@@ -39,23 +41,21 @@ Inputs are validated before any SQL runs, and all SQL is parameterised. A malfor
 raises :class:`~auralink.errors.InvalidAuraID`, a malformed handle
 :class:`~auralink.errors.InvalidHandle`, anything else the caller got wrong
 :class:`~auralink.errors.LocalProtocolError`. SQLite's own errors are translated to
-:class:`StoreError` here, once.
+:class:`StoreError` (and its subclasses) once, where the transaction runs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import math
-import os
 import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, get_args
 
+from auralink._sqlite import Database, DatabaseErrors, DatabaseKind, Migration
 from auralink.errors import AuralinkError, ConfigError, LocalProtocolError
 from auralink.identity.handles import parse_handle
 from auralink.identity.keys import AuraID
@@ -112,18 +112,15 @@ ADDRESS_SOURCES: tuple[str, ...] = get_args(AddressSource)
 # ---------------------------------------------------------------------------------------------
 # Schema
 
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    """One forward step of the schema, applied in a single transaction."""
-
-    version: int
-    """The ``user_version`` the file has once this step is applied (1, 2, 3, ...)."""
-    description: str
-    """What the step does, for logs and for the reader."""
-    sql: str
-    """The statements, separated by ``;``."""
-
+_KIND = DatabaseKind(
+    "node database",
+    APPLICATION_ID,
+    DatabaseErrors(failed=StoreError, corrupt=StoreCorrupt, too_new=StoreTooNew),
+    advice="The node keeps only a cache of what it learned from the network there: move the file away "
+    "(for example `mv {path} {path}.broken`) and start the node again to rebuild it",
+    busy_timeout_ms=BUSY_TIMEOUT_MS,
+)
+"""How the node database is opened, and what its refusals raise."""
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -346,28 +343,6 @@ def _rtt_update(srtt: float | None, rttvar: float | None, sample: float) -> tupl
     return srtt, rttvar
 
 
-def _statements(script: str) -> Iterator[str]:
-    """Split a migration script into statements (semicolons in strings and triggers are respected)."""
-    pending = ""
-    for piece in script.split(";"):
-        pending += piece + ";"
-        if sqlite3.complete_statement(pending):
-            if pending.strip(" \t\r\n;"):
-                yield pending.strip()
-            pending = ""
-    if pending.strip(" \t\r\n;"):
-        raise LocalProtocolError(f"migration ends with an incomplete statement: {pending.strip()[:60]!r}")
-
-
-def _check_migrations(migrations: Sequence[Migration]) -> int:
-    for expected, migration in enumerate(migrations, start=1):
-        if migration.version != expected:
-            raise LocalProtocolError(
-                f"migration versions must run 1, 2, 3, ...; found {migration.version} at {expected}"
-            )
-    return len(migrations)
-
-
 # ---------------------------------------------------------------------------------------------
 # The store
 
@@ -375,16 +350,14 @@ def _check_migrations(migrations: Sequence[Migration]) -> int:
 class NodeStore:
     """The node database; use :meth:`open` (or ``with NodeStore.open(path) as store:``)."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
-        """Wrap a connection that :meth:`open` has configured and migrated."""
-        self._connection: sqlite3.Connection | None = connection
-        self._lock = threading.Lock()
-        self._path = path
+    def __init__(self, db: Database) -> None:
+        """Wrap a database that :meth:`open` has configured and migrated."""
+        self._db = db
 
     @property
     def path(self) -> Path:
         """The database file."""
-        return self._path
+        return self._db.path
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -395,32 +368,11 @@ class NodeStore:
         Raises :class:`StoreCorrupt` for a file that is not a usable node database and
         :class:`StoreTooNew` for one from a newer AuraLink; neither file is modified.
         """
-        latest = _check_migrations(migrations)
-        path = Path(path)
-        _create_private(path)
-        try:
-            connection = sqlite3.connect(
-                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"{path}: cannot open the node database ({exc})", str(path)) from exc
-        try:
-            _refuse_foreign(connection, path, latest)
-            _configure(connection, path)
-            _migrate(connection, path, migrations)
-        except BaseException:
-            connection.close()
-            raise
-        return cls(connection, path)
+        return cls(Database.open(Path(path), _KIND, migrations))
 
     def close(self) -> None:
         """Close the database; later calls raise :class:`LocalProtocolError`. Closing twice is allowed."""
-        with self._lock:
-            connection, self._connection = self._connection, None
-            if connection is not None:
-                with contextlib.suppress(sqlite3.Error):
-                    connection.execute("PRAGMA optimize")
-                connection.close()
+        self._db.close(optimize=True)
 
     def __enter__(self) -> NodeStore:
         return self
@@ -429,37 +381,6 @@ class NodeStore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One short write transaction; SQLite errors become :class:`StoreError`."""
-        with self._lock:
-            connection = self._open_connection()
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-                try:
-                    yield connection
-                except BaseException:
-                    _rollback(connection)
-                    raise
-                connection.execute("COMMIT")
-            except sqlite3.Error as exc:
-                _rollback(connection)
-                raise StoreError(f"{self.path}: write failed ({exc})", str(self.path)) from exc
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            connection = self._open_connection()
-            try:
-                yield connection
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: read failed ({exc})", str(self.path)) from exc
-
-    def _open_connection(self) -> sqlite3.Connection:
-        if self._connection is None:
-            raise LocalProtocolError("the node store is closed")
-        return self._connection
 
     # -- peers ---------------------------------------------------------------------------------
 
@@ -475,7 +396,7 @@ class NodeStore:
         canonical = None if handle is None else parse_handle(handle)
         if record is not None and (not isinstance(record, bytes) or not 0 < len(record) <= RECORD_MAX_SIZE):
             raise LocalProtocolError(f"a node record is 1 to {RECORD_MAX_SIZE} bytes")
-        with self._write() as db:
+        with self._db.write() as db:
             db.execute(
                 "INSERT INTO peers (aura_id, handle, first_seen, last_seen, last_record) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (aura_id) DO UPDATE SET "
@@ -488,7 +409,7 @@ class NodeStore:
     def peer_connected(self, aura_id: AuraID | str, now: float) -> None:
         """Count an established connection with the peer; it was seen at ``now``."""
         peer, when = _aura_id(aura_id), _now(now)
-        with self._write() as db:
+        with self._db.write() as db:
             db.execute(
                 "INSERT INTO peers (aura_id, first_seen, last_seen, connects) VALUES (?, ?, ?, 1) "
                 "ON CONFLICT (aura_id) DO UPDATE SET connects = connects + 1, "
@@ -499,7 +420,7 @@ class NodeStore:
     def peer_failed(self, aura_id: AuraID | str, now: float) -> None:
         """Count a failed connection attempt; ``last_seen`` stays (a failure is not a sighting)."""
         peer, when = _aura_id(aura_id), _now(now)
-        with self._write() as db:
+        with self._db.write() as db:
             db.execute(
                 "INSERT INTO peers (aura_id, first_seen, last_seen, failures) VALUES (?, ?, ?, 1) "
                 "ON CONFLICT (aura_id) DO UPDATE SET failures = failures + 1",
@@ -509,19 +430,19 @@ class NodeStore:
     def forget_peer(self, aura_id: AuraID | str) -> bool:
         """Delete the peer with its addresses and path statistics; return whether it was known."""
         peer = _aura_id(aura_id)
-        with self._write() as db:
+        with self._db.write() as db:
             return db.execute("DELETE FROM peers WHERE aura_id = ?", (peer,)).rowcount > 0
 
     def peers(self) -> list[PeerRow]:
         """Every known peer, most recently seen first."""
-        with self._read() as db:
+        with self._db.read() as db:
             rows = db.execute(f"{_PEER_SELECT} ORDER BY last_seen DESC, aura_id").fetchall()
         return [PeerRow(*row) for row in rows]
 
     def peer(self, aura_id: AuraID | str) -> PeerRow | None:
         """The peer's row, or ``None`` if it is not known."""
         peer = _aura_id(aura_id)
-        with self._read() as db:
+        with self._db.read() as db:
             row = db.execute(f"{_PEER_SELECT} WHERE aura_id = ?", (peer,)).fetchone()
         return None if row is None else PeerRow(*row)
 
@@ -543,7 +464,7 @@ class NodeStore:
         if success is not None and not isinstance(success, bool):
             raise LocalProtocolError(f"success is True, False or None, not {success!r}")
         successes, failures = int(success is True), int(success is False)
-        with self._write() as db:
+        with self._db.write() as db:
             _ensure_peer(db, peer, when)
             db.execute(
                 "INSERT INTO peer_addresses (aura_id, address, source, first_seen, last_seen, successes, failures) "
@@ -557,7 +478,7 @@ class NodeStore:
     def addresses(self, aura_id: AuraID | str) -> list[AddressRow]:
         """The peer's addresses, most recently seen first."""
         peer = _aura_id(aura_id)
-        with self._read() as db:
+        with self._db.read() as db:
             rows = db.execute(
                 "SELECT aura_id, address, source, first_seen, last_seen, successes, failures "
                 "FROM peer_addresses WHERE aura_id = ? ORDER BY last_seen DESC, address",
@@ -572,7 +493,7 @@ class NodeStore:
         peer, name, when = _aura_id(aura_id), _path(path), _now(now)
         if isinstance(rtt_ms, bool) or not isinstance(rtt_ms, int | float) or not math.isfinite(rtt_ms) or rtt_ms < 0:
             raise LocalProtocolError(f"an RTT sample is finite, non-negative milliseconds, not {rtt_ms!r}")
-        with self._write() as db:
+        with self._db.write() as db:
             _ensure_peer(db, peer, when)
             row = db.execute(
                 "SELECT rtt_ewma_ms, rtt_var_ms FROM path_stats WHERE aura_id = ? AND path = ?", (peer, name)
@@ -593,7 +514,7 @@ class NodeStore:
         peer, name, when = _aura_id(aura_id), _path(path), _now(now)
         if not isinstance(lost, bool):
             raise LocalProtocolError(f"lost is True or False, not {lost!r}")
-        with self._write() as db:
+        with self._db.write() as db:
             _ensure_peer(db, peer, when)
             db.execute(
                 "INSERT INTO path_stats (aura_id, path, loss_samples, loss_ewma, last_update) VALUES (?, ?, 1, ?, ?) "
@@ -605,7 +526,7 @@ class NodeStore:
     def path_stats(self, aura_id: AuraID | str) -> list[PathRow]:
         """The statistics of every measured path to the peer, by path name."""
         peer = _aura_id(aura_id)
-        with self._read() as db:
+        with self._db.read() as db:
             rows = db.execute(
                 "SELECT aura_id, path, samples, rtt_ewma_ms, rtt_var_ms, loss_samples, loss_ewma, last_update "
                 "FROM path_stats WHERE aura_id = ? ORDER BY path",
@@ -625,7 +546,7 @@ class NodeStore:
             if not isinstance(node_id, bytes) or len(node_id) != DHT_ID_SIZE:
                 raise LocalProtocolError(f"a DHT node ID is {DHT_ID_SIZE} bytes")
             rows.append((node_id, *_host_port(host, port), when))
-        with self._write() as db:
+        with self._db.write() as db:
             db.executemany(
                 "INSERT INTO dht_contacts (node_id, host, port, last_seen) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (node_id) DO UPDATE SET host = excluded.host, port = excluded.port, "
@@ -640,7 +561,7 @@ class NodeStore:
 
     def contacts(self, limit: int = MAX_CONTACTS) -> list[tuple[bytes, str, int]]:
         """Saved DHT contacts, most recently seen first."""
-        with self._read() as db:
+        with self._db.read() as db:
             rows = db.execute(
                 "SELECT node_id, host, port FROM dht_contacts ORDER BY last_seen DESC, node_id LIMIT ?", (limit,)
             ).fetchall()
@@ -650,7 +571,7 @@ class NodeStore:
 
     def pin(self, handle: str) -> tuple[str, float] | None:
         """The AuraID ``handle`` is pinned to and when it was pinned, or ``None``."""
-        with self._read() as db:
+        with self._db.read() as db:
             row = db.execute("SELECT aura_id, pinned_at FROM handle_pins WHERE handle = ?", (parse_handle(handle),))
             found = row.fetchone()
         return None if found is None else (str(found[0]), float(found[1]))
@@ -658,7 +579,7 @@ class NodeStore:
     def set_pin(self, handle: str, aura_id: AuraID | str, now: float) -> None:
         """Pin ``handle`` to ``aura_id`` (replacing any pin), or note that the pin was seen again."""
         name, peer, when = parse_handle(handle), _aura_id(aura_id), _now(now)
-        with self._write() as db:
+        with self._db.write() as db:
             db.execute(
                 "INSERT INTO handle_pins (handle, aura_id, pinned_at, last_seen) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (handle) DO UPDATE SET "
@@ -669,7 +590,7 @@ class NodeStore:
 
     def forget_pin(self, handle: str) -> bool:
         """Drop the pin of ``handle``; return whether there was one."""
-        with self._write() as db:
+        with self._db.write() as db:
             return db.execute("DELETE FROM handle_pins WHERE handle = ?", (parse_handle(handle),)).rowcount > 0
 
     # -- our own record ---------------------------------------------------------------------------
@@ -678,7 +599,7 @@ class NodeStore:
         """The sequence number for our next record: the last one handed out plus 1, or ``first``."""
         if isinstance(first, bool) or not isinstance(first, int) or first < 0:
             raise LocalProtocolError(f"a first sequence number is a non-negative int, not {first!r}")
-        with self._write() as db:
+        with self._db.write() as db:
             row = db.execute("SELECT value FROM node_state WHERE key = 'record_seq'").fetchone()
             seq = first if row is None else int(row[0]) + 1
             db.execute(
@@ -692,7 +613,7 @@ class NodeStore:
 
     def load_reputation(self) -> list[ReputationEntry]:
         """Every stored reputation row, for :class:`~auralink_node.reputation.ReputationBook` at start."""
-        with self._read() as db:
+        with self._db.read() as db:
             rows = db.execute(
                 "SELECT role, aura_id, positive, negative, strikes, updated_at, banned_until, ban_reason, bans "
                 "FROM reputation_scores ORDER BY role, aura_id"
@@ -703,7 +624,7 @@ class NodeStore:
                 for role, aura_id, positive, negative, strikes, updated_at, until, reason, bans in rows
             ]
         except (ValueError, AuralinkError) as exc:
-            raise _corrupt(self.path, f"holds an unreadable reputation row ({exc})") from exc
+            raise self._db.corrupt(f"holds an unreadable reputation row ({exc})") from exc
 
     def save_reputation(self, changed: Sequence[ReputationEntry], removed: Sequence[tuple[Role, str]] = ()) -> None:
         """Store the rows ``ReputationBook.take_changes`` returned, in one transaction."""
@@ -729,7 +650,7 @@ class NodeStore:
             if not isinstance(role, Role):
                 raise LocalProtocolError(f"removed holds (Role, AuraID) pairs, not {role!r}")
             gone.append((role.value, _aura_id(aura_id)))
-        with self._write() as db:
+        with self._db.write() as db:
             db.executemany(
                 "INSERT INTO reputation_scores (role, aura_id, positive, negative, strikes, updated_at, "
                 "banned_until, ban_reason, bans) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -744,107 +665,6 @@ class NodeStore:
 _PEER_SELECT = "SELECT aura_id, handle, first_seen, last_seen, last_record, connects, failures FROM peers"
 
 
-def _rollback(connection: sqlite3.Connection) -> None:
-    """Roll back the open transaction, if SQLite has not already done so."""
-    if connection.in_transaction:
-        with contextlib.suppress(sqlite3.Error):
-            connection.execute("ROLLBACK")
-
-
 def _ensure_peer(db: sqlite3.Connection, peer: str, now: float) -> None:
     """Create the peer's row if needed (addresses and paths hang off it), without marking it seen."""
     db.execute("INSERT OR IGNORE INTO peers (aura_id, first_seen, last_seen) VALUES (?, ?, ?)", (peer, now, now))
-
-
-# ---------------------------------------------------------------------------------------------
-# Opening
-
-
-def _create_private(path: Path) -> None:
-    """Create the parent directory (0700) and an empty file with mode 0600, unless it exists."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    except OSError as exc:
-        raise StoreError(f"{path}: cannot create the node database ({exc.strerror})", str(path)) from exc
-    try:
-        os.fchmod(fd, 0o600)  # the umask can only narrow O_CREAT's mode; make it exact
-    finally:
-        os.close(fd)
-
-
-def _corrupt(path: Path, why: str) -> StoreCorrupt:
-    return StoreCorrupt(
-        f"{path}: {why}. The node keeps only a cache of what it learned from the network there: move the file "
-        f"away (for example `mv {path} {path}.broken`) and start the node again to rebuild it",
-        str(path),
-    )
-
-
-def _refuse_foreign(connection: sqlite3.Connection, path: Path, latest: int) -> None:
-    """Refuse, without writing anything, a file that is damaged, someone else's, or newer than us."""
-    try:
-        objects = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        application_id = connection.execute("PRAGMA application_id").fetchone()[0]
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        raise _corrupt(path, f"not a SQLite database, or a damaged one ({exc})") from exc
-    if application_id != APPLICATION_ID and (application_id != 0 or objects or version):
-        raise _corrupt(path, f"a SQLite database of another program (application_id {application_id:#x})")
-    if version > latest:
-        raise StoreTooNew(
-            f"{path}: written by a newer AuraLink (schema version {version}; this build knows up to {latest}). "
-            f"Upgrade auralink, or move the file away to start with an empty database",
-            str(path),
-            version,
-            latest,
-        )
-
-
-def _configure(connection: sqlite3.Connection, path: Path) -> None:
-    try:
-        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
-        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        connection.execute("PRAGMA synchronous = NORMAL")
-    except sqlite3.DatabaseError as exc:
-        raise _corrupt(path, f"cannot be configured ({exc})") from exc
-    if str(mode).lower() != "wal":
-        raise StoreError(
-            f"{path}: SQLite refused WAL mode (got {mode!r}); put the node home on a local disk", str(path)
-        )
-
-
-def _migrate(connection: sqlite3.Connection, path: Path, migrations: Sequence[Migration]) -> None:
-    """Apply each migration newer than the file, one transaction each, then enable foreign keys."""
-    # PRAGMA values cannot be bound parameters; every value formatted below is an int of ours.
-    connection.execute("PRAGMA foreign_keys = OFF")  # no-op inside a transaction, so set it here
-    for migration in migrations:
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                if connection.execute("PRAGMA user_version").fetchone()[0] < migration.version:
-                    for statement in _statements(migration.sql):
-                        connection.execute(statement)
-                    violations = connection.execute("PRAGMA foreign_key_check").fetchall()
-                    if violations:
-                        raise StoreError(
-                            f"{path}: migration {migration.version} ({migration.description}) "
-                            f"breaks foreign keys: {violations[:3]}",
-                            str(path),
-                        )
-                    connection.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
-                    connection.execute(f"PRAGMA user_version = {migration.version:d}")
-            except BaseException:
-                _rollback(connection)
-                raise
-            connection.execute("COMMIT")
-        except sqlite3.Error as exc:
-            _rollback(connection)
-            raise StoreError(
-                f"{path}: migration {migration.version} ({migration.description}) failed: {exc}", str(path)
-            ) from exc
-    connection.execute("PRAGMA foreign_keys = ON")
-    if connection.execute("PRAGMA foreign_keys").fetchone()[0] != 1:
-        raise StoreError(f"{path}: this SQLite build does not enforce foreign keys", str(path))

@@ -48,12 +48,13 @@ without it:
 The index zeroes the vectors it drops. Entities that nothing mentions or relates any more go with
 the memories that named them. There is no full-text index to clean.
 
-*Durability and files*, as in the node's store: WAL with ``synchronous=NORMAL``, one short
-transaction per call, the file created 0600 in a 0700 directory, ``PRAGMA application_id``
-("AURM") to refuse another program's database, ``user_version`` migrations (append, never edit).
-The embedder's ``name/dims`` is written at creation; opening with another embedder raises
-:class:`~auralink.errors.EmbedderMismatch`. SQLite's errors become
-:class:`~auralink.errors.MemoryStoreError` here, once.
+*Durability and files*, as every AuraLink database (``auralink._sqlite``): WAL with
+``synchronous=NORMAL``, one short transaction per call, the file created 0600 in a 0700
+directory, ``PRAGMA application_id`` ("AURM") to refuse another program's database,
+``user_version`` migrations (append, never edit). The embedder's ``name/dims`` is written at
+creation, in the first migration's transaction; opening with another embedder raises
+:class:`~auralink.errors.EmbedderMismatch`. SQLite's errors, and a file that is damaged, another
+program's or from a newer AuraLink, become :class:`~auralink.errors.MemoryStoreError`.
 
 *Time* is passed in: :class:`~auralink.agents.memory.types.Provenance` carries when something
 was said, and :meth:`~MemoryStore.recall` and :meth:`~MemoryStore.apply_retention` take ``now``,
@@ -62,13 +63,10 @@ all in wall-clock seconds. Nothing here reads a clock.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
-import os
 import sqlite3
-import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -76,6 +74,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from auralink._sqlite import Database, DatabaseErrors, DatabaseKind, Migration
 from auralink.agents.memory.embedding import Embedder, HashingEmbedder
 from auralink.agents.memory.export import (
     EXPORT_FORMAT,
@@ -117,8 +116,11 @@ MAX_RECALL_LIMIT = 1000
 
 _LOAD_CHUNK = 8192
 
-_MIGRATIONS: tuple[str, ...] = (
-    """
+_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "memories, entities, mentions and relations, and the embedder's name",
+        """
     CREATE TABLE meta (
         key    TEXT PRIMARY KEY NOT NULL,
         value  TEXT NOT NULL
@@ -165,10 +167,23 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX relations_by_subject ON relations (subject_id);
     CREATE INDEX relations_by_object ON relations (object_id)
     """,
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
 """The schema version this build writes."""
+
+_KIND = DatabaseKind(
+    "memory database",
+    APPLICATION_ID,
+    DatabaseErrors(failed=MemoryStoreError, closed=MemoryStoreError),
+    advice="Choose another path for the memory database, or move this file away "
+    "(for example `mv {path} {path}.broken`) to start with an empty one",
+    busy_timeout_ms=0,  # one process owns the file: a second opener fails at once
+    exclusive=True,
+    secure_delete=True,
+)
+"""How the memory database is opened, and what its refusals raise."""
 
 _MEMORY_COLUMNS = "id, owner, kind, text, importance, session_id, speaker, at"
 
@@ -200,26 +215,22 @@ class MemoryStore:
 
     def __init__(
         self,
-        connection: sqlite3.Connection,
+        db: Database,
         *,
-        path: Path,
         embedder: Embedder,
         index: VectorIndex,
         retention: RetentionPolicy,
         weights: RecallWeights,
     ) -> None:
-        """Wrap a connection and index that :meth:`open` has prepared."""
-        self._connection: sqlite3.Connection | None = connection
-        self._path = path
+        """Wrap a database and index that :meth:`open` has prepared."""
+        self._db = db
         self._embedder = embedder
         self._index = index
         self._retention = retention
         self._weights = weights
-        self._lock = threading.Lock()
-        self._after_commit: list[Callable[[], object]] = []
 
     def __repr__(self) -> str:
-        return f"MemoryStore({str(self._path)!r}, embedder={self._embedder.name}/{self._embedder.dims})"
+        return f"MemoryStore({str(self.path)!r}, embedder={self._embedder.name}/{self._embedder.dims})"
 
     # -- opening and closing -----------------------------------------------------------------
 
@@ -251,25 +262,25 @@ class MemoryStore:
             raise MemoryInputError("retention must be a RetentionPolicy", field="retention")
         if not isinstance(weights, RecallWeights):
             raise MemoryInputError("weights must be RecallWeights", field="weights")
-        _create_private(path)
+        name = f"{embedder.name}/{dims}"
+
+        def record_embedder(connection: sqlite3.Connection, migration: Migration) -> None:
+            if migration.version == 1:
+                connection.execute("INSERT INTO meta (key, value) VALUES ('embedder', ?)", (name,))
+
+        db = Database.open(path, _KIND, _MIGRATIONS, on_migrate=record_embedder)
         try:
-            connection = sqlite3.connect(path, timeout=0.0, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise MemoryStoreError(f"{path}: cannot open the memory database ({exc})", str(path)) from exc
-        try:
-            _prepare(connection, path, f"{embedder.name}/{dims}")
-            index = _load_index(connection, path, dims)
+            _check_embedder(db, name)
+            index = _load_index(db, dims)
         except BaseException:
-            connection.close()
+            db.close()
             raise
-        return cls(connection, path=path, embedder=embedder, index=index, retention=retention, weights=weights)
+        return cls(db, embedder=embedder, index=index, retention=retention, weights=weights)
 
     def close(self) -> None:
         """Close the database and zero the in-memory vectors; closing twice is allowed."""
-        with self._lock:
-            connection, self._connection = self._connection, None
-            if connection is not None:
-                connection.close()
+        self._db.close()
+        with self._db.lock:
             for owner in self._index.owners():
                 self._index.drop(owner)
 
@@ -284,7 +295,7 @@ class MemoryStore:
     @property
     def path(self) -> Path:
         """The database file."""
-        return self._path
+        return self._db.path
 
     @property
     def embedder(self) -> Embedder:
@@ -295,57 +306,6 @@ class MemoryStore:
     def retention(self) -> RetentionPolicy:
         """The policy :meth:`apply_retention` enforces."""
         return self._retention
-
-    @contextlib.contextmanager
-    def _transaction(self, write: bool, *, scrub: bool = False) -> Iterator[sqlite3.Connection]:
-        """Hold the lock for one transaction; SQLite errors become MemoryStoreError.
-
-        Changes to the in-memory index are queued with :meth:`_on_commit` and applied only once
-        the transaction has committed, so the index never shows what SQLite rolled back. With
-        ``scrub``, the WAL is then checkpointed and truncated (see the module docstring).
-        """
-        with self._lock:
-            if self._connection is None:
-                raise MemoryStoreError("the memory store is closed", str(self._path))
-            connection = self._connection
-            self._after_commit.clear()
-            try:
-                connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                try:
-                    yield connection
-                except BaseException:
-                    connection.execute("ROLLBACK")
-                    raise
-                connection.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if connection.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        connection.execute("ROLLBACK")
-                raise MemoryStoreError(
-                    f"{self._path}: {'write' if write else 'read'} failed ({exc})", str(self._path)
-                ) from exc
-            finally:
-                actions, self._after_commit = self._after_commit, []
-            for action in actions:
-                action()
-            if scrub:
-                self._truncate_wal(connection)
-
-    def _on_commit(self, action: Callable[[], object]) -> None:
-        """Run ``action`` (an index change) once the current transaction has committed."""
-        self._after_commit.append(action)
-
-    def _truncate_wal(self, connection: sqlite3.Connection) -> None:
-        """Move the zeroed pages into the main file and empty the WAL, whose old frames still hold deleted text."""
-        try:
-            busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        except sqlite3.Error as exc:
-            raise MemoryStoreError(f"{self._path}: checkpoint failed ({exc})", str(self._path)) from exc
-        if busy:
-            raise MemoryStoreError(
-                f"{self._path}: deleted, but the WAL could not be truncated (busy), so it still holds old pages",
-                str(self._path),
-            )
 
     # -- embedding ---------------------------------------------------------------------------
 
@@ -403,14 +363,14 @@ class MemoryStore:
         if not drafts:
             return []
         vectors = self._vectors(drafts)
-        with self._transaction(write=True) as db:
+        with self._db.write() as db:
             links = [
                 {_upsert_entity(db, owner_id, name, draft.provenance) for name in draft.entities}
                 | _linked_entities(db, owner_id, draft.text)
                 for draft in drafts
             ]
             ids = _insert_memories(db, owner_id, drafts, vectors, links)
-            self._on_commit(lambda: self._index_add(owner_id, ids, drafts, vectors, links))
+            self._db.on_commit(lambda: self._index_add(owner_id, ids, drafts, vectors, links))
             found = _load_memories(db, ids)
         return [found[memory_id] for memory_id in ids]
 
@@ -447,7 +407,7 @@ class MemoryStore:
         predicate = check_name(predicate, "predicate")
         if not isinstance(provenance, Provenance):
             raise MemoryInputError("provenance must be a Provenance", field="provenance")
-        with self._transaction(write=True) as db:
+        with self._db.write() as db:
             subject_id = _upsert_entity(db, owner_id, subject, provenance)
             object_id = _upsert_entity(db, owner_id, object_, provenance)
             row = db.execute(
@@ -492,7 +452,7 @@ class MemoryStore:
         if not isinstance(weights, RecallWeights):
             raise MemoryInputError("weights must be RecallWeights", field="weights")
         vector = self._embed([query])[0]
-        with self._transaction(write=False) as db:
+        with self._db.read() as db:
             worth, why = _graph(db, owner_id, query, weights.hop_decay)
             hits = self._index.search(
                 owner_id, vector, now, weights=weights, entity_worth=worth, limit=limit, kinds=wanted
@@ -503,7 +463,7 @@ class MemoryStore:
     def get(self, owner: AuraID | str, memory_id: int) -> Memory:
         """The memory ``memory_id`` of ``owner``; :class:`~auralink.errors.MemoryNotFound` if it has none such."""
         owner_id, memory_id = _owner(owner), check_id(memory_id)
-        with self._transaction(write=False) as db:
+        with self._db.read() as db:
             found = _load_memories(db, [memory_id]).get(memory_id)
         if found is None or found.owner != owner_id:
             raise MemoryNotFound(f"identity {owner_id[:10]}... has no memory {memory_id}", memory_id)
@@ -511,19 +471,19 @@ class MemoryStore:
 
     def count(self, owner: AuraID | str | None = None) -> int:
         """How many memories ``owner`` has (every identity's, if None)."""
-        with self._lock:
+        with self._db.lock:
             return len(self._index) if owner is None else self._index.count(_owner(owner))
 
     def identities(self) -> list[str]:
         """Every owner AuraID with at least one memory, entity or relation, sorted."""
-        with self._transaction(write=False) as db:
+        with self._db.read() as db:
             rows = db.execute("SELECT owner FROM memories UNION SELECT owner FROM entities ORDER BY 1").fetchall()
         return [str(row[0]) for row in rows]
 
     def entities(self, owner: AuraID | str) -> list[Entity]:
         """The entities of ``owner``'s graph, by id."""
         owner_id = _owner(owner)
-        with self._transaction(write=False) as db:
+        with self._db.read() as db:
             rows = db.execute(
                 "SELECT id, name, session_id, speaker, at FROM entities WHERE owner = ? ORDER BY id", (owner_id,)
             ).fetchall()
@@ -532,7 +492,7 @@ class MemoryStore:
     def relations(self, owner: AuraID | str) -> list[Relation]:
         """The relations of ``owner``'s graph, by id."""
         owner_id = _owner(owner)
-        with self._transaction(write=False) as db:
+        with self._db.read() as db:
             return _load_relations(db, owner_id)
 
     # -- forgetting --------------------------------------------------------------------------
@@ -540,7 +500,7 @@ class MemoryStore:
     def forget(self, owner: AuraID | str, memory_id: int) -> None:
         """Delete one memory of ``owner`` (and entities only it named), leaving no trace of its text."""
         owner_id, memory_id = _owner(owner), check_id(memory_id)
-        with self._transaction(write=True, scrub=True) as db:
+        with self._db.write(truncate_wal=True) as db:
             gone = db.execute(
                 "DELETE FROM memories WHERE id = ? AND owner = ? RETURNING id", (memory_id, owner_id)
             ).fetchall()
@@ -548,14 +508,14 @@ class MemoryStore:
                 raise MemoryNotFound(f"identity {owner_id[:10]}... has no memory {memory_id}", memory_id)
             if db.execute(_PRUNE_ORPHANS.format(scope="owner = ? AND"), (owner_id,)).rowcount > 0:
                 _rebuild_indexes(db, "entities", "relations")
-            self._on_commit(lambda: self._index.remove(owner_id, [memory_id]))
+            self._db.on_commit(lambda: self._index.remove(owner_id, [memory_id]))
 
     def apply_retention(self, now: float) -> RetentionReport:
         """Forget what the retention policy says is too old or too many at wall-clock time ``now``."""
         now = check_time(now, "now")
         policy = self._retention
         removed: dict[str, list[int]] = {}
-        with self._transaction(write=True, scrub=True) as db:
+        with self._db.write(truncate_wal=True) as db:
             for rule in policy.rules:
                 where, arguments = ("kind = ?", [rule.kind]) if rule.kind is not None else ("1", [])
                 statements: list[tuple[str, list[Any]]] = []
@@ -584,7 +544,7 @@ class MemoryStore:
             entities = db.execute(_PRUNE_ORPHANS.format(scope=""), ()).rowcount
             if relations > 0 or entities > 0:
                 _rebuild_indexes(db, "entities", "relations")
-            self._on_commit(lambda: [self._index.remove(owner_id, ids) for owner_id, ids in removed.items()])
+            self._db.on_commit(lambda: [self._index.remove(owner_id, ids) for owner_id, ids in removed.items()])
         return RetentionReport(sum(len(ids) for ids in removed.values()), max(relations, 0), max(entities, 0))
 
     def forget_identity(self, owner: AuraID | str) -> int:
@@ -595,12 +555,12 @@ class MemoryStore:
         database file, its WAL, or this process's index.
         """
         owner_id = _owner(owner)
-        with self._transaction(write=True, scrub=True) as db:
+        with self._db.write(truncate_wal=True) as db:
             count = db.execute("DELETE FROM memories WHERE owner = ?", (owner_id,)).rowcount
             db.execute("DELETE FROM relations WHERE owner = ?", (owner_id,))
             db.execute("DELETE FROM entities WHERE owner = ?", (owner_id,))
             _rebuild_indexes(db, "memories", "entities", "relations")
-            self._on_commit(lambda: self._index.drop(owner_id))
+            self._db.on_commit(lambda: self._index.drop(owner_id))
         return max(count, 0)
 
     # -- export and import -------------------------------------------------------------------
@@ -612,7 +572,7 @@ class MemoryStore:
         leaves the vectors out (an import then embeds the texts again).
         """
         owner_id = _owner(owner)
-        with self._transaction(write=False) as db:
+        with self._db.read() as db:
             entities = [
                 {"id": int(row[0]), "name": str(row[1]), "provenance": provenance_json(_provenance(row[2:]))}
                 for row in db.execute(
@@ -684,7 +644,7 @@ class MemoryStore:
         for i, (_, _, _, vector) in enumerate(parsed.memories):
             if vector is not None and reuse:
                 vectors[i] = _unit(vector)
-        with self._transaction(write=True) as db:
+        with self._db.write() as db:
             entity_ids = {
                 old: _upsert_entity(db, owner_id, name, provenance) for old, name, provenance in parsed.entities
             }
@@ -698,7 +658,7 @@ class MemoryStore:
                 )
             links = [{entity_ids[ref] for ref in refs} for _, _, refs, _ in parsed.memories]
             ids = _insert_memories(db, owner_id, drafts, vectors, links)
-            self._on_commit(lambda: self._index_add(owner_id, ids, drafts, vectors, links))
+            self._db.on_commit(lambda: self._index_add(owner_id, ids, drafts, vectors, links))
         return len(ids)
 
 
@@ -890,97 +850,25 @@ def _recalled(memory: Memory, hit: Hit, why: dict[str, str], now: float, weights
 # Opening
 
 
-def _create_private(path: Path) -> None:
-    """Create the parent directory (0700) and an empty file with mode 0600, unless it exists."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    except OSError as exc:
-        raise MemoryStoreError(f"{path}: cannot create the memory database ({exc.strerror})", str(path)) from exc
-    try:
-        os.fchmod(fd, 0o600)  # the umask can only narrow O_CREAT's mode; make it exact
-    finally:
-        os.close(fd)
-
-
-def _prepare(connection: sqlite3.Connection, path: Path, embedder: str) -> None:
-    """Lock, check, configure and migrate; record or check the embedder."""
-    try:
-        # Before the first read: hold the file's lock for the connection's life, and keep the WAL
-        # index in heap memory (no -shm file), so that no other connection can change the file.
-        connection.execute("PRAGMA locking_mode = EXCLUSIVE")
-        application_id = connection.execute("PRAGMA application_id").fetchone()[0]
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        objects = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc):
-            raise MemoryStoreError(
-                f"{path}: the memory database is open in another process or connection; "
-                "one process owns a memory file, so close the other store first",
-                str(path),
-            ) from exc
-        raise MemoryStoreError(f"{path}: not a SQLite database, or a damaged one ({exc})", str(path)) from exc
-    except sqlite3.DatabaseError as exc:
-        raise MemoryStoreError(f"{path}: not a SQLite database, or a damaged one ({exc})", str(path)) from exc
-    if application_id != APPLICATION_ID and (application_id != 0 or objects or version):
-        raise MemoryStoreError(
-            f"{path}: a SQLite database of another program (application_id {application_id:#x}); "
-            "choose another path for the memory database",
-            str(path),
-        )
-    if version > SCHEMA_VERSION:
-        raise MemoryStoreError(
-            f"{path}: written by a newer AuraLink (schema {version}, this build knows {SCHEMA_VERSION}); upgrade",
-            str(path),
-        )
-    try:
-        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise MemoryStoreError(f"{path}: SQLite refused WAL mode (got {mode!r}); use a local disk", str(path))
-        connection.execute("PRAGMA synchronous = NORMAL")
-        connection.execute("PRAGMA secure_delete = ON")
-        if connection.execute("PRAGMA secure_delete").fetchone()[0] != 1:
-            raise MemoryStoreError(f"{path}: this SQLite build cannot overwrite deleted content", str(path))
-        for number, script in enumerate(_MIGRATIONS, start=1):
-            if number <= version:
-                continue
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in (s.strip() for s in script.split(";")):
-                    if statement:
-                        connection.execute(statement)
-                if number == 1:
-                    connection.execute("INSERT INTO meta (key, value) VALUES ('embedder', ?)", (embedder,))
-                connection.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
-                connection.execute(f"PRAGMA user_version = {number:d}")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-        connection.execute("PRAGMA foreign_keys = ON")
-        # Take the write lock now, not at the first write: from here on, nobody else can open the file.
-        connection.execute("BEGIN IMMEDIATE")
+def _check_embedder(db: Database, embedder: str) -> None:
+    """Refuse a file whose vectors another embedder made; takes the write lock, so nobody else opens the file."""
+    with db.write() as connection:
         row = connection.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
-        connection.execute("COMMIT")
-    except sqlite3.Error as exc:
-        raise MemoryStoreError(f"{path}: cannot prepare the memory database ({exc})", str(path)) from exc
     stored = "" if row is None else str(row[0])
     if stored != embedder:
         raise EmbedderMismatch(
-            f"{path}: its vectors were made by the embedder {stored!r}, not {embedder!r}; open it with the same "
+            f"{db.path}: its vectors were made by the embedder {stored!r}, not {embedder!r}; open it with the same "
             "embedder, or export each identity and import it into a new file",
             stored,
             embedder,
         )
 
 
-def _load_index(connection: sqlite3.Connection, path: Path, dims: int) -> VectorIndex:
+def _load_index(db: Database, dims: int) -> VectorIndex:
     """Read every stored vector, and every mention, into a fresh index, a chunk at a time."""
     index = VectorIndex(dims)
     width = 4 * dims
-    try:
+    with db.read() as connection:
         cursor = connection.execute(
             "SELECT owner, id, kind, at, importance, embedding FROM memories ORDER BY owner, id"
         )
@@ -989,9 +877,7 @@ def _load_index(connection: sqlite3.Connection, path: Path, dims: int) -> Vector
                 chunk = list(group)
                 blobs = [bytes(row[5]) for row in chunk]
                 if any(len(blob) != width for blob in blobs):
-                    raise MemoryStoreError(
-                        f"{path}: a stored vector does not have {dims} dimensions; the file is damaged", str(path)
-                    )
+                    raise db.corrupt(f"a stored vector does not have {dims} dimensions")
                 index.add(
                     owner,
                     ids=np.asarray([row[1] for row in chunk], dtype=np.int64),
@@ -1007,6 +893,4 @@ def _load_index(connection: sqlite3.Connection, path: Path, dims: int) -> Vector
         while rows := cursor.fetchmany(_LOAD_CHUNK):
             for owner, group in itertools.groupby(rows, key=lambda row: str(row[0])):
                 index.link(owner, [(int(row[1]), int(row[2])) for row in group])
-    except sqlite3.Error as exc:
-        raise MemoryStoreError(f"{path}: cannot read the stored vectors ({exc})", str(path)) from exc
     return index
