@@ -264,9 +264,10 @@ def _create_private(path: Path, kind: DatabaseKind) -> None:
     """Create the parent directory (0700) and an empty file with mode 0600, unless it exists."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
     except OSError as exc:
         raise kind.errors.failed(f"{path}: cannot create the {kind.name} ({exc.strerror})", str(path)) from exc
     try:

@@ -8,6 +8,7 @@ is a pure function of the text.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import math
 import sqlite3
@@ -48,6 +49,7 @@ from auralink.errors import (
     MemoryStoreError,
 )
 from auralink.identity import Identity
+from tests.test_sqlite import SPOILED, assert_refused_untouched, spoil
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_800_000_000.0
@@ -501,16 +503,33 @@ def test_another_embedder_is_refused(tmp_path: Path) -> None:
     assert (caught.value.stored, caught.value.offered) == ("hashing-v1/256", "hashing-v1/128")
 
 
-def test_foreign_or_damaged_files_are_refused(tmp_path: Path) -> None:
-    foreign = tmp_path / "other.db"
-    with sqlite3.connect(foreign) as db:
-        db.execute("CREATE TABLE t (x)")
-    with pytest.raises(MemoryStoreError, match="another program"):
-        MemoryStore.open(foreign)
-    garbage = tmp_path / "garbage.db"
-    garbage.write_bytes(b"not a database at all" * 100)
-    with pytest.raises(MemoryStoreError):
-        MemoryStore.open(garbage)
+def create_memory_database(path: Path) -> None:
+    with MemoryStore.open(path) as store:
+        store.remember(ALICE, "Falcon ships Friday.", said())
+
+
+def shorten_vectors(path: Path) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("UPDATE memories SET embedding = x'00000000'")
+        db.commit()
+
+
+@pytest.mark.parametrize("case", [*SPOILED, "short-vector"])
+def test_foreign_or_damaged_files_are_refused_untouched(tmp_path: Path, case: str) -> None:
+    path = tmp_path / "memory.db"
+    if case == "short-vector":
+        create_memory_database(path)
+        shorten_vectors(path)
+        message = "a stored vector does not have 256 dimensions"
+    else:
+        message = spoil(path, case, create=create_memory_database, latest=store_module.SCHEMA_VERSION)
+    refusal = assert_refused_untouched(MemoryStore.open, path, MemoryStoreError, message)
+    if case != "newer":
+        assert "Choose another path for the memory database" in str(refusal)
+    if case in ("foreign", "newer", "short-vector"):  # the refusal let go of the file's lock
+        with contextlib.closing(sqlite3.connect(path, timeout=0)) as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
 
 
 def test_a_rolled_back_write_leaves_the_index_unchanged(store: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -48,15 +48,18 @@ from auralink.agents.providers import (
     Usage,
     WhisperConfig,
 )
+from auralink.agents.providers.store import SCHEMA_VERSION
 from auralink.errors import (
     AllProvidersFailed,
     ConfigError,
+    LocalProtocolError,
     ProviderAuthFailed,
     ProviderError,
     ProviderNotConfigured,
     ProviderProtocolError,
     ProviderQuotaExhausted,
     ProviderRejected,
+    ProviderStoreError,
     ProviderTimeout,
     ProviderUnavailable,
     QuotaExceeded,
@@ -83,6 +86,7 @@ from tests.provider_servers import (
     openai_server_error,
     parse_multipart,
 )
+from tests.test_sqlite import SPOILED, assert_refused_untouched, spoil
 
 KEYS = {
     "openai": "sk-proj-OPENAI-3f9a1c7e5b2d48a0",
@@ -652,6 +656,27 @@ async def test_usage_is_metered_per_tenant_and_provider_in_sqlite(
         assert reopened.tenant_ids() == ["acme", "globex"]
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def create_provider_database(path: Path) -> None:
+    ProviderStore.open(path).close()
+
+
+@pytest.mark.parametrize("case", SPOILED)
+def test_a_spoiled_provider_file_raises_provider_store_error_and_is_left_untouched(tmp_path: Path, case: str) -> None:
+    path = tmp_path / "providers.db"
+    message = spoil(path, case, create=create_provider_database, latest=SCHEMA_VERSION)
+    refusal = assert_refused_untouched(ProviderStore.open, path, ProviderStoreError, message)
+    if case != "newer":
+        assert "Choose another path for the provider database" in str(refusal)
+
+
+def test_a_closed_provider_store_refuses_calls(tmp_path: Path) -> None:
+    store = ProviderStore.open(tmp_path / "providers.db")
+    store.close()
+    store.close()
+    with pytest.raises(LocalProtocolError, match="closed"):
+        store.tenant_ids()
 
 
 async def test_a_tenant_limit_throttles_until_the_next_period(
