@@ -98,8 +98,8 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError("auralink.aic.controller needs aiortc; install it with: pip install 'auralink[calls]'") from exc
 
 __all__ = [
-    "DEFAULT_DWELL",
     "AIORTC_VP8_OPTIONS",
+    "DEFAULT_DWELL",
     "TUNED_VP8_OPTIONS",
     "AICController",
     "AICMetrics",
