@@ -313,9 +313,11 @@ class AnalyticRateModel:
         return min(100.0, max(0.0, codec_quality - self._penalty(frame, scale, fps)))
 
 
-def _codable_scale(frame: FrameStats, bitrate_bps: float) -> float:
-    """The largest scale at which ``bitrate_bps`` is at least :data:`CODABLE_BITS_PER_PIXEL`; else the smallest."""
-    scales = sorted({scale for scale, _ in _rungs(frame)}, reverse=True)
+def _codable_scale(frame: FrameStats, bitrate_bps: float, scales: list[float]) -> float:
+    """The largest of ``scales`` (largest first) that ``bitrate_bps`` can code; else the smallest.
+
+    A scale can be coded when it gets at least :data:`CODABLE_BITS_PER_PIXEL` at full frame rate.
+    """
     for scale in scales:
         if bitrate_bps >= CODABLE_BITS_PER_PIXEL * frame.width * frame.height * scale * scale * frame.fps:
             return scale
@@ -378,11 +380,13 @@ class HintEngine:
         quality = self._model.quality_targets[self.mode]
         demand = self._model.required_bitrate(frame, quality, 1.0, frame.fps)
         target = min(max(demand, self._min), budget)
-        scale, fps = _codable_scale(frame, budget), frame.fps
-        smallest = min(rung_scale for rung_scale, _ in _rungs(frame))
+        rungs = _rungs(frame)
+        scales = sorted({rung_scale for rung_scale, _ in rungs}, reverse=True)
+        scale, fps = _codable_scale(frame, budget, scales), frame.fps
+        smallest = scales[-1]
         if target < STARVED_BITS_PER_PIXEL * frame.width * frame.height * smallest * smallest * frame.fps:
             best = -1.0  # starved even at the smallest size: the frame rate the model rates best
-            for rung_scale, rung_fps in _rungs(frame):
+            for rung_scale, rung_fps in rungs:
                 if rung_scale == scale:
                     predicted = self._model.predicted_quality(frame, target, rung_scale, rung_fps)
                     if predicted > best:
