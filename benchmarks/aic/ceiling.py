@@ -4,8 +4,9 @@ Usage::
 
     nice -n 10 python -m benchmarks.aic.ceiling --clip megamind     # after benchmarks.aic.evaluate
 
-Codes one evaluation clip with the tuned static encoder (:func:`benchmarks.aic.evaluate.tuned_static`:
-AIC's per-encoder options) at ``cpu-used -2`` (where AIC codes) and ``-1`` (libvpx VP8's slowest
+Codes one evaluation clip with the tuned static encoder (:func:`benchmarks.aic.evaluate.run`'s
+``static-effort`` configuration: AIC's per-encoder options at a given ``cpu-used``; runs are cached
+with the evaluation's) at ``cpu-used -2`` (where AIC codes) and ``-1`` (libvpx VP8's slowest
 fixed real-time speed; ``0`` hands the choice to libvpx, which never goes below speed 4), at four
 bitrates around the point of interest, and reads the bitrate each level needs for the VMAF a
 default aiortc call reaches at 1.5 Mbps (from the evaluation's JSON), by PCHIP on log-rate. AIC
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", default="240000,300000,370000,460000", help="targets, bits per second")
     parser.add_argument("--evaluation", type=Path, default=evaluate.RESULTS / "aic-eval-2026-11-26.json")
     parser.add_argument("--out", type=Path, default=evaluate.RESULTS)
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/aic-eval-cache"), help="shared with evaluate")
     args = parser.parse_args(argv)
     rates = [int(rate) for rate in args.rates.split(",")]
     clip = next(c for c in evaluate.CLIPS if c.name == args.clip)
@@ -44,18 +46,16 @@ def main(argv: list[str] | None = None) -> int:
         "default_call_1500k": {"kbps": anchor["kbps"], "vmaf": anchor["vmaf"]},
         "levels": {},
     }
+    args.cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="aic-ceiling-") as folder:
-        reference = Path(folder) / "reference.yuv"
-        reference.write_bytes(b"".join(evaluate._yuv_bytes(frame) for frame in source.frames))
-        shown = Path(folder) / "shown.yuv"
+        reference = evaluate.write_reference(source, Path(folder) / "reference.yuv")
         for level in LEVELS:
             points = []
             for rate in rates:
-                encoder, policy = evaluate.tuned_static(rate, level)
-                coded = evaluate.code(source, encoder, policy, shown)
-                scores = quality.score(shown, reference, source.width, source.height, source.fps)
-                points.append((coded["bitrate_bps"], scores.vmaf_mean))
-                print(json.dumps({"cpu_used": level, "kbps": coded["bitrate_bps"] / 1000, "vmaf": scores.vmaf_mean}))
+                config = {"kind": "static-effort", "target_bps": rate, "cpu_used": level}
+                row = evaluate.run(source, config, args.cache, reference)
+                points.append((row["bitrate_bps"], row["vmaf_mean"]))
+                print(json.dumps({"cpu_used": level, "kbps": row["bitrate_bps"] / 1000, "vmaf": row["vmaf_mean"]}))
             needed = quality.rate_at_quality([r for r, _ in points], [q for _, q in points], anchor["vmaf"])
             report["levels"][str(level)] = {
                 "points_kbps_vmaf": [[r / 1000, q] for r, q in points],

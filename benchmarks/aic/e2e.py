@@ -53,7 +53,7 @@ from auralink.aic import HintEngine, Mode
 from auralink.aic.controller import AICController
 from auralink.aic.rtp import DEFAULT_EXTENSION_ID, HintMark, attach_receiver
 from auralink.calls.ice import IceConfig, rtc_configuration
-from benchmarks.aic import evaluate, quality
+from benchmarks.aic import evaluate, quality, sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 VIDEO_CLOCK = 90_000
@@ -131,7 +131,7 @@ async def call(  # noqa: PLR0915 - one call, set up, run and measured in order
                         written += 1
                     if (frame.width, frame.height) != (source.width, source.height):
                         frame = frame.reformat(width=source.width, height=source.height, interpolation="BICUBIC")
-                    last = evaluate._yuv_bytes(frame.reformat(format="yuv420p"))
+                    last = sweep.yuv_bytes(frame.reformat(format="yuv420p"))
                     if written == index:
                         sink.write(last)
                         written += 1
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         reference = Path(folder) / "reference.yuv"
         with reference.open("wb") as sink:
             for index in range(count):
-                sink.write(evaluate._yuv_bytes(source.frames[index % len(source.frames)]))
+                sink.write(sweep.yuv_bytes(source.frames[index % len(source.frames)]))
         for aic in (False, True):
             shown = Path(folder) / f"shown-{aic}.yuv"
             run = asyncio.run(call(source, count, shown, aic=aic, mode=Mode(args.mode)))

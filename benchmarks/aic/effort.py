@@ -44,7 +44,7 @@ import numpy as np
 from aiortc.codecs.vpx import Vp8Encoder, number_of_threads
 
 from auralink.aic.controller import TUNED_VP8_OPTIONS, adopt_encoder
-from benchmarks.aic import evaluate, quality, sweep
+from benchmarks.aic import evaluate, quality
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = (-6, -4, -3, -2, -1, 0)
@@ -155,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         load_before = os.getloadavg()
         rows = []
         with tempfile.TemporaryDirectory(prefix="aic-effort-ref-") as folder:
-            reference = Path(folder) / "reference.yuv"
-            reference.write_bytes(b"".join(sweep.yuv_bytes(frame) for frame in source.frames))
+            reference = evaluate.write_reference(source, Path(folder) / "reference.yuv")
             rates = [c["target_bps"] for c in evaluate.configs(source) if c["kind"] == "static"]
             for setting in args.settings:
                 for rate in rates:

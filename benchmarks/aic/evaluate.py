@@ -66,7 +66,6 @@ import argparse
 import datetime
 import hashlib
 import json
-import math
 import platform
 import tempfile
 import time
@@ -200,17 +199,10 @@ def load(clip: Clip, limit: int | None) -> Source:
     return Source(clip, tuple(frames), fps)
 
 
-def _yuv_bytes(frame: av.VideoFrame) -> bytes:
-    """The frame's three planes without line padding."""
-    out = bytearray()
-    for index, plane in enumerate(frame.planes):
-        width = frame.width if index == 0 else frame.width // 2
-        height = frame.height if index == 0 else frame.height // 2
-        data = memoryview(plane)
-        for row in range(height):
-            start = row * plane.line_size
-            out += data[start : start + width]
-    return bytes(out)
+def write_reference(source: Source, path: Path) -> Path:
+    """The clip as one raw ``yuv420p`` file, the reference libvmaf scores against."""
+    path.write_bytes(b"".join(sweep.yuv_bytes(frame) for frame in source.frames))
+    return path
 
 
 Policy = Callable[[av.VideoFrame], av.VideoFrame | None]
@@ -247,7 +239,7 @@ def code(source: Source, encoder: Vp8Encoder, policy: Policy, shown_path: Path) 
                         picture = picture.reformat(
                             width=source.width, height=source.height, format="yuv420p", interpolation="BICUBIC"
                         )
-                    shown = _yuv_bytes(picture.reformat(format="yuv420p"))
+                    shown = sweep.yuv_bytes(picture.reformat(format="yuv420p"))
             if not shown:  # nothing decoded yet: the receiver shows grey
                 shown = bytes([128]) * (source.width * source.height * 3 // 2)
             sink.write(shown)
@@ -356,7 +348,7 @@ def run(source: Source, config: dict[str, Any], cache: Path, reference: Path) ->
     elif config["kind"] in {"static", "static-paired"}:
         encoder, policy = tuned_static(config["target_bps"])
     elif config["kind"] == "static-effort":
-        encoder, policy = tuned_static(config["target_bps"], DEFAULT_EFFORT.start)
+        encoder, policy = tuned_static(config["target_bps"], config["cpu_used"])
     else:
         budget = replace(RICH_PATH, bandwidth_bps=float(config["budget_bps"]))
         encoder, policy = aic(Mode(config["mode"]), config["offset"], budget, source.fps, extra)
@@ -386,7 +378,7 @@ def configs(source: Source) -> list[dict[str, Any]]:
     static = [max(30_000, int(round(bpp * pixel_rate, -3))) for bpp in STATIC_BITS_PER_PIXEL]
     out: list[dict[str, Any]] = [{"kind": "default", "target_bps": rate} for rate in DEFAULT_RATES]
     out += [{"kind": "static", "target_bps": rate} for rate in static]
-    out += [{"kind": "static-effort", "target_bps": rate} for rate in static]
+    out += [{"kind": "static-effort", "target_bps": rate, "cpu_used": DEFAULT_EFFORT.start} for rate in static]
     out += [
         {"kind": "aic", "curve": "quality", "mode": "adaptive", "offset": offset, "budget_bps": 5_000_000}
         for offset in QUALITY_OFFSETS
@@ -399,12 +391,14 @@ def configs(source: Source) -> list[dict[str, Any]]:
 
 def paired_configs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The tuned static anchor at each target an AIC run coded at, for a comparison at the same bitrate."""
-    targets = set()
-    for row in rows:
-        low, high = row.get("target_kbps_min_max", (None, None))
-        if row["kind"] == "aic" and low is not None and low == high:
-            targets.add(round(low * 1000))
+    targets = {target for row in rows if row["kind"] == "aic" and (target := _single_target_bps(row)) is not None}
     return [{"kind": "static-paired", "target_bps": target} for target in sorted(targets)]
+
+
+def _single_target_bps(row: dict[str, Any]) -> int | None:
+    """The one target an AIC run coded at, bits per second, or None if it wrote several."""
+    low, high = row.get("target_kbps_min_max", (None, None))
+    return round(low * 1000) if low is not None and low == high else None
 
 
 def _run_and_print(source: Source, config: dict[str, Any], cache: Path, reference: Path) -> dict[str, Any]:
@@ -455,22 +449,17 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "static_kbps_at_equal_vmaf": _kbps(needed_static),
             "static_saving_pct": None if needed_static is None else 100 * (1 - needed_static / anchor["bitrate_bps"]),
         }
-    worst = math.inf
-    for row in ladder + budget:
-        anchor_p5 = quality.quality_at_rate(*_curve(static, "vmaf_p5"), row["bitrate_bps"])
-        if anchor_p5 is not None:
-            worst = min(worst, row["vmaf_p5"] - anchor_p5)
-    summary["aic_vmaf_p5_minus_static_at_same_rate_worst"] = None if worst == math.inf else worst
+    summary["aic_vmaf_p5_minus_static_at_same_rate_worst"] = _worst_p5_gap(ladder + budget, static)
     paired = {r["target_bps"]: r for r in rows if r["kind"] == "static-paired"}
     same_target = []
     for row in ladder + budget:
-        low, high = row.get("target_kbps_min_max", (None, None))
-        anchor = paired.get(round(low * 1000)) if low is not None and low == high else None
+        target = _single_target_bps(row)
+        anchor = paired.get(target) if target is not None else None
         if anchor is not None:
             same_target.append(
                 {
                     "curve": row["curve"],
-                    "target_kbps": low,
+                    "target_kbps": row["target_kbps_min_max"][0],
                     "aic_kbps": row["bitrate_bps"] / 1000,
                     "static_kbps": anchor["bitrate_bps"] / 1000,
                     "vmaf_gain": row["vmaf_mean"] - anchor["vmaf_mean"],
@@ -481,14 +470,18 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     summary["aic_vmaf_p5_minus_static_at_the_same_target_worst"] = min(
         (pair["vmaf_p5_gain"] for pair in same_target), default=None
     )
-    default_p5 = [(r["bitrate_bps"], r["vmaf_p5"]) for r in default]
-    worst_default = math.inf
-    for row in ladder + budget:
-        anchor_p5 = quality.quality_at_rate([r for r, _ in default_p5], [q for _, q in default_p5], row["bitrate_bps"])
-        if anchor_p5 is not None:
-            worst_default = min(worst_default, row["vmaf_p5"] - anchor_p5)
-    summary["aic_vmaf_p5_minus_default_at_same_rate_worst"] = None if worst_default == math.inf else worst_default
+    summary["aic_vmaf_p5_minus_default_at_same_rate_worst"] = _worst_p5_gap(ladder + budget, default)
     return summary
+
+
+def _worst_p5_gap(aic_rows: list[dict[str, Any]], anchor: list[dict[str, Any]]) -> float | None:
+    """The lowest AIC 5th-percentile VMAF minus the anchor's at the same bitrate (read off its curve), or None."""
+    gaps = []
+    for row in aic_rows:
+        anchor_p5 = quality.quality_at_rate(*_curve(anchor, "vmaf_p5"), row["bitrate_bps"])
+        if anchor_p5 is not None:
+            gaps.append(row["vmaf_p5"] - anchor_p5)
+    return min(gaps, default=None)
 
 
 def _kbps(value: float | None) -> float | None:
@@ -591,8 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         source = load(clip, args.frames)
         rows = []
         with tempfile.TemporaryDirectory(prefix="aic-ref-") as folder:
-            reference = Path(folder) / "reference.yuv"
-            reference.write_bytes(b"".join(_yuv_bytes(frame) for frame in source.frames))
+            reference = write_reference(source, Path(folder) / "reference.yuv")
             for config in configs(source):
                 rows.append(_run_and_print(source, config, args.cache, reference))
             for config in paired_configs(rows):

@@ -30,7 +30,7 @@ from aiortc.codecs.vpx import vp8_depayload
 from av.video.frame import PictureType
 
 from auralink.aic import FeatureExtractor
-from benchmarks.aic import evaluate, quality
+from benchmarks.aic import evaluate, quality, sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 BITS_PER_PIXEL = (0.025, 0.035, 0.05, 0.07, 0.1, 0.14, 0.2)
@@ -63,7 +63,7 @@ def per_frame(source: evaluate.Source, rate: int, reference: Path, folder: Path)
             payloads, _ = encoder.encode(frame)
             sizes.append(sum(len(p) for p in payloads))
             for picture in decoder.decode(av.Packet(b"".join(vp8_depayload(p) for p in payloads))):
-                last = evaluate._yuv_bytes(picture.reformat(format="yuv420p"))
+                last = sweep.yuv_bytes(picture.reformat(format="yuv420p"))
             sink.write(last)
     scores = quality.score(shown, reference, source.width, source.height, source.fps)
     return np.array(sizes, dtype=np.float64), np.array(scores.vmaf)
@@ -96,8 +96,7 @@ def main() -> int:
         seconds = len(source.frames) / source.fps
         with tempfile.TemporaryDirectory(prefix="aic-oracle-") as name:
             folder = Path(name)
-            reference = folder / "reference.yuv"
-            reference.write_bytes(b"".join(evaluate._yuv_bytes(f) for f in source.frames))
+            reference = evaluate.write_reference(source, folder / "reference.yuv")
             runs = {rate: per_frame(source, rate, reference, folder) for rate in rates}
         points = []
         for rate in rates:
